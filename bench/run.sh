@@ -1,0 +1,100 @@
+#!/bin/sh
+# `make bench`: the micro-benchmarks in build/bench/ and the HTTP benchmark of
+# /score against /health with wrk on loopback. Figures go to stdout and to
+# build/bench-results.txt; docs/benchmarks.md records them with the machine.
+#
+# Environment: DATA (shared data folder, default ../shared/data), BUILD
+# (default build), BENCH_SECONDS (per wrk run, default 5), BENCH_RUNS (runs
+# per configuration; the median is reported, default 3).
+set -eu
+BUILD=${BUILD:-build}
+DATA=${DATA:-../shared/data}
+SECS=${BENCH_SECONDS:-5}
+RUNS=${BENCH_RUNS:-3}
+OUT=$BUILD/bench-results.txt
+TEST_JSONL=$DATA/gsm8k/test.jsonl
+: > "$OUT"
+say() { echo "$*" | tee -a "$OUT"; }
+
+if [ ! -f "$TEST_JSONL" ]; then
+    echo "bench: $TEST_JSONL not found; set DATA=/path/to/shared/data" >&2
+    exit 1
+fi
+
+say "# envsrv bench $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
+
+for b in "$BUILD"/bench/*; do
+    [ -x "$b" ] || continue
+    say "## $(basename "$b")"
+    "$b" "$TEST_JSONL" | tee -a "$OUT"
+done
+
+TMP=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+./envsrv --env gsm8k --data "gsm8k=$DATA/gsm8k" --port 0 > "$TMP/server.out" 2> "$TMP/server.err" &
+SERVER_PID=$!
+# Wait for the "envsrv listening on http://HOST:PORT" line (bounded).
+URL=
+for _ in $(seq 1 200); do
+    URL=$(sed -n 's/^envsrv listening on \(http:[^ ]*\).*/\1/p' "$TMP/server.out" | head -n 1)
+    [ -n "$URL" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.err" >&2; exit 1; }
+    sleep 0.05
+done
+[ -n "$URL" ] || { echo "bench: server did not start" >&2; exit 1; }
+
+# wrk's output -> "req_per_s p50_ms p99_ms non2xx"
+wrk_parse() {
+    awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+                     if (v ~ /s$/) return v * 1000; return v }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    /^non-2xx responses:/ { bad = $3 }
+    /Non-2xx or 3xx responses:/ { bad = $5 }
+    END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# run_wrk NAME K [wrk args...]: RUNS runs, prints the median line.
+run_wrk() {
+    name=$1; k=$2; shift 2
+    : > "$TMP/runs"
+    for _ in $(seq 1 "$RUNS"); do
+        wrk -t1 -c32 -d"${SECS}s" --latency "$@" | wrk_parse >> "$TMP/runs"
+    done
+    rps=$(cut -d' ' -f1 "$TMP/runs" | median)
+    p50=$(cut -d' ' -f2 "$TMP/runs" | median)
+    p99=$(cut -d' ' -f3 "$TMP/runs" | median)
+    bad=$(awk '{ s += $4 } END { print s }' "$TMP/runs")
+    if [ "$k" = 0 ]; then cps="-"; else cps=$(awk -v r="$rps" -v k="$k" 'BEGIN { printf "%.0f", r * k }'); fi
+    say "$(printf '%-10s k=%-3s %10.0f req/s %10s completions/s  p50 %7.3f ms  p99 %7.3f ms  non-2xx %s' \
+        "$name" "$k" "$rps" "$cps" "$p50" "$p99" "$bad")"
+    echo "$rps" > "$TMP/rps_$name"
+    echo "$cps" > "$TMP/cps_$name"
+    [ "$bad" = 0 ] || { echo "bench: $name got non-2xx responses" >&2; exit 1; }
+}
+
+say "## HTTP on loopback (wrk -t1 -c32, ${SECS}s x $RUNS runs, median)"
+run_wrk health 0 "$URL/health"
+for k in 1 8 64; do
+    python3 bench/make_bodies.py "$TEST_JSONL" "$k" 512 > "$TMP/bodies$k.txt"
+    BODIES="$TMP/bodies$k.txt" run_wrk "score$k" "$k" -s bench/score.lua "$URL"
+done
+
+# The floors from issue 2.
+h=$(cat "$TMP/rps_health"); s1=$(cat "$TMP/rps_score1"); c64=$(cat "$TMP/cps_score64")
+ok=1
+ratio=$(awk -v a="$s1" -v b="$h" 'BEGIN { printf "%.2f", a / b }')
+if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.5) }'; then v=ok; else v=BELOW; ok=0; fi
+say "floor: score(k=1) / health = $ratio (>= 0.50) $v"
+if [ "$c64" -ge 200000 ]; then v=ok; else v=BELOW; ok=0; fi
+say "floor: score(k=64) = $c64 completions/s (>= 200000) $v"
+[ "$ok" = 1 ]

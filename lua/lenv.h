@@ -1,0 +1,183 @@
+/*
+ * lenv — environments: Lua 5.4 definitions, their datasets, and the Lua
+ * runtime that runs them.
+ *
+ * An environment is a Lua file that returns a definition table (see
+ * docs/lua-envs.md). lenv loads it (from the built-in set embedded in the
+ * binary, or from a user's file), loads its dataset splits (JSONL) once into
+ * memory, and keeps a pool of Lua states (one per server worker thread) that
+ * each hold the definition. All calls into Lua go through the pool, so an
+ * lenv_env is safe to use from many threads at once; no Lua state is ever
+ * shared by two threads at the same time.
+ *
+ * Used by server/ (every /v1/envs route) and by main.c (`envsrv list`).
+ *
+ * Lua code runs sandboxed: base library without dofile/loadfile/load, string,
+ * table, math (math.random seeded per call, deterministically), utf8,
+ * coroutine; no io, os, package, debug. An instruction budget stops runaway
+ * loops and a capped allocator stops memory bombs; both become LENV_ESCRIPT
+ * errors, as do Lua runtime errors and wrong return types. Nothing in here
+ * prints; every failure is returned in an lenv_error.
+ *
+ * Rewards are deterministic: the same (env version, item, completion) gives
+ * the same reward whichever pool state runs it.
+ */
+#ifndef ENVSRV_LENV_H
+#define ENVSRV_LENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+/* Error codes. The server maps them to HTTP statuses (in parentheses). */
+#define LENV_OK         0
+#define LENV_EINVALID  (-1) /* bad input from the caller: wrong types, bad values (422) */
+#define LENV_ENOTFOUND (-2) /* unknown environment, split or item (404) */
+#define LENV_ELIMIT    (-3) /* a size or count limit was exceeded (413/422) */
+#define LENV_ESCRIPT   (-4) /* the environment's Lua code failed: error, limit, bad return (500) */
+#define LENV_EIO       (-5) /* a file could not be read or parsed (loading only) */
+#define LENV_ENOMEM    (-6) /* out of memory (500) */
+
+/* A failure, as a caller can show it to a user. For LENV_ESCRIPT errors raised
+ * by Lua code, `source` and `line` name where ("envs/gsm8k.lua", 12); otherwise
+ * source is "" and line is 0. `message` is one line. */
+typedef struct lenv_error {
+    int code;
+    char message[512];
+    char source[256];
+    int line;
+} lenv_error;
+
+/* One file compiled into the binary by envs/embed.sh. `name` is relative to
+ * envs/ ("gsm8k.lua", "data/gsm8k/sample.jsonl"). The table ends with a zero
+ * entry. `data` is NUL-terminated (the NUL is not counted in `len`). */
+typedef struct lenv_embedded_file {
+    const char *name;
+    const unsigned char *data;
+    size_t len;
+} lenv_embedded_file;
+extern const lenv_embedded_file lenv_embedded_files[];
+
+/* A `--data` override: serve the JSONL file at `path` as split `split`.
+ * split == NULL means "infer": a directory gives one split per *.jsonl file
+ * (named by the file's stem); a file's split is "train" when its name contains
+ * "train", "test" when it contains "test", else the file's stem. */
+typedef struct lenv_data_source {
+    const char *split;  /* borrowed; may be NULL */
+    const char *path;   /* borrowed */
+} lenv_data_source;
+
+typedef struct lenv_options {
+    /* A built-in name ("gsm8k") or a path to a .lua file ("./my_env.lua").
+     * Anything containing '/' or ending in ".lua" is a path. Borrowed. */
+    const char *name_or_path;
+    /* Overrides of the definition's dataset; NULL/0 for none. Borrowed. When
+     * given, they replace the definition's own splits entirely. */
+    const lenv_data_source *data;
+    size_t n_data;
+    size_t n_states;            /* Lua states in the pool; 0 means 1 */
+    uint64_t instruction_limit; /* VM instructions per call; 0 means the default */
+    size_t memory_limit;        /* bytes per Lua state; 0 means the default */
+} lenv_options;
+
+#define LENV_DEFAULT_INSTRUCTIONS 50000000ULL   /* about 0.2-0.5 s of Lua */
+#define LENV_DEFAULT_MEMORY       (256u << 20)  /* per Lua state */
+#define LENV_MAX_COMPLETIONS      4096          /* per lenv_score call */
+#define LENV_MAX_SAMPLE           100000        /* items per lenv_sample call */
+
+#define LENV_OPTIONS_INIT { NULL, NULL, 0, 0, 0, 0 }
+
+typedef struct lenv_env lenv_env;
+
+/*
+ * Loads an environment: runs its definition in opts->n_states fresh Lua states,
+ * validates the definition, loads its dataset, and computes its version hash.
+ * On success *out is a new environment the caller must lenv_free(). On failure
+ * returns a LENV_E* code with `err` filled ("unknown environment 'gsm9k'",
+ * "envs/x.lua:3: ...", "data file 'x.jsonl' line 12: ...") and *out is NULL.
+ */
+int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err);
+
+/* Frees everything; lenv_free(NULL) does nothing. No call may be in flight. */
+void lenv_free(lenv_env *env);
+
+/* Borrowed from env; valid until lenv_free(env). */
+const char *lenv_name(const lenv_env *env);
+const char *lenv_description(const lenv_env *env);
+/* 16 hex digits: a hash of the definition source and every dataset file. */
+const char *lenv_version(const lenv_env *env);
+/* 16 hex digits: a hash of the dataset files alone. */
+const char *lenv_dataset_hash(const lenv_env *env);
+int lenv_is_multi_turn(const lenv_env *env);
+
+/*
+ * Describes the environment: {"name", "description", "version", "dataset_hash",
+ * "multi_turn", "splits": {"test": 1319, ...}} and, when with_params is set,
+ * "params" (the definition's `params` table, {} when absent).
+ * Returns a new reference (caller json_decref()s), NULL only on out-of-memory.
+ */
+json_t *lenv_describe(const lenv_env *env, int with_params);
+
+/*
+ * Finds an item by id ("test-17", or the record's own id when the definition
+ * names an `id_field`). *item is borrowed from env, valid until lenv_free(env).
+ * Returns 0, or LENV_ENOTFOUND with err filled ("unknown item 'test-9999' in
+ * environment 'gsm8k'").
+ */
+int lenv_item_find(const json_t **item, const lenv_env *env, const char *id, lenv_error *err);
+
+/*
+ * The public view of an item: {"id", "prompt": [messages], "metadata": {...}}
+ * plus "answer" when include_answer is set. Runs the definition's prompt(),
+ * metadata() and answer() functions. `item` is a record from this env or an
+ * inline item given by a caller (any JSON object). *out is a new reference.
+ */
+int lenv_item_view(json_t **out, lenv_env *env, const json_t *item, int include_answer,
+                   lenv_error *err);
+
+/*
+ * Picks n distinct items of `split` (NULL means the definition's default split,
+ * else "test" when present, else the first) with a seeded shuffle: the same
+ * (split, n, seed) gives the same items in the same order on every machine.
+ * n larger than the split is LENV_EINVALID. *out is a new JSON array of item
+ * views (as lenv_item_view without the answer).
+ */
+int lenv_sample(json_t **out, lenv_env *env, const char *split, size_t n, uint64_t seed,
+                lenv_error *err);
+
+/*
+ * Scores n completions of one item with the definition's reward(item,
+ * completion) (single-turn), or by replaying each completion as the one
+ * action of an episode (multi-turn envs: reset, then step(action)).
+ * *out is a new object {"rewards": [n numbers], "details": [n objects]}.
+ * A Lua failure on any completion fails the whole call with LENV_ESCRIPT.
+ * n above LENV_MAX_COMPLETIONS is LENV_ELIMIT.
+ */
+int lenv_score(json_t **out, lenv_env *env, const json_t *item, const char *const *completions,
+               const size_t *lens, size_t n, lenv_error *err);
+
+/*
+ * Episodes. State lives in JSON between calls (not in a Lua state), so any
+ * pool state can run any step and episodes survive nothing but their JSON.
+ *
+ * lenv_reset: starts an episode on `item`. *observation is a new array of
+ * messages; *state is a new JSON value to pass to the next lenv_step.
+ * For single-turn envs, observation is prompt(item) and the state is {}.
+ *
+ * lenv_step: takes the assistant's `action`. *state is replaced (the old
+ * reference is released, the new one is owned by the caller). *result is a
+ * new object {"observation": [messages], "reward": number, "done": bool,
+ * "info": {...}}. For single-turn envs it is reward(item, action) with done
+ * true and an empty observation.
+ */
+int lenv_reset(json_t **observation, json_t **state, lenv_env *env, const json_t *item,
+               lenv_error *err);
+int lenv_step(json_t **result, json_t **state, lenv_env *env, const json_t *item,
+              const char *action, size_t action_len, lenv_error *err);
+
+/* The built-in environments, for `envsrv list`: the number of them, and the
+ * name of the i-th (borrowed, static). */
+size_t lenv_builtin_count(void);
+const char *lenv_builtin_name(size_t i);
+
+#endif

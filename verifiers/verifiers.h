@@ -1,0 +1,91 @@
+/*
+ * verifiers — deterministic reward functions in plain C, no I/O.
+ *
+ * Used by lua/ (exposed to environments as `envsrv.verify.*`) and by tests and
+ * benchmarks directly. Every function here is pure: the same input always gives
+ * the same output, nothing is allocated that outlives the call except where a
+ * declaration says so, and every input (however long or malformed) returns
+ * quickly with "no answer" rather than failing.
+ *
+ * Numbers are compared exactly, as rationals (GMP): "0.5" equals "1/2", "18.00"
+ * equals "18", but "0.33" is not "1/3". There is no float tolerance.
+ */
+#ifndef ENVSRV_VERIFIERS_H
+#define ENVSRV_VERIFIERS_H
+
+#include <stddef.h>
+
+/* Longest canonical value kept, in bytes with the NUL. Values whose canonical
+ * form would be longer (absurd exponents, thousands of digits) are rejected
+ * as "no number" so that every check stays bounded in time and memory. */
+#define VF_VALUE_MAX 512
+
+/* Where in a completion an answer was found, in order of precedence. */
+typedef enum vf_answer_source {
+    VF_SOURCE_NONE = 0,     /* nothing that parses as a number */
+    VF_SOURCE_BOXED,        /* the last \boxed{...} (or \fbox{...}) */
+    VF_SOURCE_HASHES,       /* a "#### 42" line (GSM8K's own format) */
+    VF_SOURCE_PHRASE,       /* "the answer is", "Answer:", "final answer" ... */
+    VF_SOURCE_LAST_NUMBER   /* the last number in the text */
+} vf_answer_source;
+
+/* A number found in a text. `value` is its exact canonical form: an integer
+ * ("1200", "-3") or a reduced fraction ("1/2", "-7/4"); two numbers are equal
+ * exactly when their `value` strings are equal. */
+typedef struct vf_number_answer {
+    vf_answer_source source;
+    size_t start;               /* byte span of the matched number text in the input */
+    size_t len;
+    char value[VF_VALUE_MAX];   /* canonical value, "" when source is NONE */
+} vf_number_answer;
+
+/* Name of a source for reports: "boxed", "hashes", "phrase", "last_number", "none".
+ * Returns a static string. */
+const char *vf_answer_source_name(vf_answer_source source);
+
+/*
+ * Parses one number written the way models and people write them: thousands
+ * separators ("1,200", "1{,}200", "1 200" is NOT accepted), currency ("$", "\$"),
+ * percent ("12%" is 12, as GSM8K writes it), unicode minus (U+2212), leading '+',
+ * decimals (".5", "18.00"), scientific notation ("1.5e3", "2\times10^{3}" is not
+ * required), simple fractions ("1/2", "\frac{1}{2}", "\dfrac{1}{2}"), units and
+ * words after the number ("18 dollars"). Surrounding whitespace is ignored.
+ *
+ * Writes the canonical value into `out` (at most `cap` bytes with the NUL).
+ * Returns 0 when the whole text is one number (plus the allowed decorations),
+ * -1 otherwise (out is then "").
+ */
+int vf_number_parse(char *out, size_t cap, const char *text, size_t len);
+
+/*
+ * Extracts the final numeric answer of a completion, by precedence: the last
+ * \boxed{...}, a "####" line, a final-answer phrase, else the last number.
+ * Text inside <think>...</think> (and after an unclosed <think>) is ignored.
+ * Always returns 0; `out->source` is VF_SOURCE_NONE when there is no number.
+ */
+int vf_number_extract(vf_number_answer *out, const char *completion, size_t len);
+
+/*
+ * Extracts the reference answer from a GSM8K `answer` field: the number after
+ * the last "####". Returns 0 on success, -1 when there is no "####" followed by
+ * a number (out->source is then NONE).
+ */
+int vf_gsm8k_reference(vf_number_answer *out, const char *answer, size_t len);
+
+/* Result of scoring one completion against a GSM8K reference. */
+typedef struct vf_gsm8k_result {
+    double reward;              /* 1.0 when the values are equal, else 0.0 */
+    vf_number_answer got;       /* what was extracted from the completion */
+    vf_number_answer want;      /* the reference */
+} vf_gsm8k_result;
+
+/*
+ * Scores a completion against a GSM8K reference `answer` field (or a bare
+ * number: when the reference has no "####", the whole text is parsed as one
+ * number). Returns 0, or -1 when the reference itself has no number (a data
+ * error the caller should report; out->reward is then 0).
+ */
+int vf_gsm8k_score(vf_gsm8k_result *out, const char *completion, size_t completion_len,
+                   const char *reference, size_t reference_len);
+
+#endif
