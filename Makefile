@@ -63,7 +63,7 @@ SUPPORT_OBJS := $(SUPPORT_SRCS:%.c=$(BUILD)/%.o)
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:%.c=$(BUILD)/%)
 
-.PHONY: all deps run test check bench install clean
+.PHONY: all deps run test check bench fuzz install clean
 .DEFAULT_GOAL := all
 
 all: envsrv
@@ -138,11 +138,29 @@ bench: deps
 	$(MAKE) all $(BENCH_BINS)
 	BUILD=$(BUILD) DATA=$(DATA) sh bench/run.sh
 
+# `make fuzz`: libFuzzer (clang) over the verifiers' parsers, FUZZ_SECONDS each.
+# Each tests/fuzz/fuzz_NAME.c runs over its seed corpus tests/fuzz/corpus_NAME/;
+# new inputs go to build-fuzz/corpus_NAME/ so the committed corpus stays small.
+FUZZ_SECONDS ?= 60
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard verifiers/*.c verifiers/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
+	  $(shell pkg-config --cflags gmp) -o $@ $< $(wildcard verifiers/*.c) $(shell pkg-config --libs gmp) -lm
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	  name=$${f#build-fuzz/fuzz_}; mkdir -p build-fuzz/corpus_$$name; \
+	  echo "== $$f ($(FUZZ_SECONDS)s)"; \
+	  ./$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus_$$name tests/fuzz/corpus_$$name || exit 1; \
+	done
+
 install: envsrv
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 envsrv $(DESTDIR)$(PREFIX)/bin/envsrv
 
 clean:
-	rm -rf build build-san envsrv
+	rm -rf build build-san build-fuzz envsrv
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
