@@ -23,10 +23,16 @@ fi
 
 say "# envsrv bench $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(uname -r)"
 
+# Each micro-benchmark takes the data file it measures as argv[1].
+export ENVSRV_DATA="$DATA"
 for b in "$BUILD"/bench/*; do
-    [ -x "$b" ] || continue
+    [ -f "$b" ] && [ -x "$b" ] || continue
+    case $(basename "$b") in
+        math_bench) arg=$DATA/math500/test.jsonl ;;
+        *) arg=$TEST_JSONL ;;
+    esac
     say "## $(basename "$b")"
-    "$b" "$TEST_JSONL" | tee -a "$OUT"
+    "$b" "$arg" | tee -a "$OUT"
 done
 
 TMP=$(mktemp -d)

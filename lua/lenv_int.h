@@ -1,0 +1,170 @@
+/*
+ * lenv internals shared by the files of lua/ (not part of the public API; see
+ * lenv.h for that). Names carry a double underscore: lenv__.
+ *
+ *   runtime.c  sandboxed lua_State: allocator cap, instruction hook, allow-list,
+ *              read-only base, seeding, protected calls, error capture
+ *   module.c   the `envsrv` table Lua code sees (verify, json)
+ *   convert.c  JSON <-> Lua values, bounded in depth
+ *   dataset.c  files (embedded or on disk), JSONL, data overrides, hashing
+ *   lenv.c     the public lenv_* functions: definitions, pool, items, scoring
+ */
+#ifndef ENVSRV_LENV_INT_H
+#define ENVSRV_LENV_INT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "lua/lenv.h"
+
+/* JSON <-> Lua conversions stop at this nesting depth (cycles end here too). */
+#define LENV__MAX_DEPTH 64
+
+/* The instruction hook fires every LENV__HOOK_CHUNK VM instructions. */
+#define LENV__HOOK_CHUNK 1000
+
+/* ---- runtime.c -------------------------------------------------------------- */
+
+/* One sandboxed Lua state holding one environment definition. Owned by the
+ * env's pool; used by one thread at a time. */
+typedef struct lenv__state {
+    lua_State *L;           /* owned; lua_close()d by lenv__state_close */
+    size_t mem_used;        /* bytes currently allocated by L */
+    size_t mem_limit;       /* allocations past this are refused */
+    int mem_refused;        /* set when the cap refused an allocation */
+    uint64_t chunks_budget; /* hook chunks per call */
+    uint64_t chunks_left;   /* chunks left in the current call */
+    uint64_t instruction_limit;
+    int frozen;             /* globals are read-only once the definition ran */
+    int ref_env;            /* registry ref of the definition's _ENV */
+    int ref_randomseed;     /* registry ref of the real math.randomseed */
+    int ref_def;            /* registry ref of the definition table */
+    int ref_prompt, ref_answer, ref_metadata, ref_reward, ref_reset, ref_step;
+    /* Where errors point: the env file as shown to users ("envs/gsm8k.lua")
+     * and Lua's short form of its chunk name (what prefixes its messages). */
+    char source[256];
+    char short_src[LUA_IDSIZE];
+    /* Filled while an error propagates (message handler / lenv__raise). */
+    int raise_code;         /* LENV_E* for the error being raised */
+    int raise_line;         /* > 0: the line to report instead of the stack's */
+    int err_line;
+    char err_msg[512];
+} lenv__state;
+
+/* Creates the sandboxed state, runs the definition chunk `src` (text only) in
+ * its own _ENV and keeps the returned table as st->ref_def. `display` is the
+ * file name shown in errors ("envs/gsm8k.lua" or the user's path).
+ * Returns 0 or LENV_E* with err filled; on failure st is closed. */
+int lenv__state_open(lenv__state *st, const char *src, size_t len, const char *display,
+                     size_t mem_limit, uint64_t instruction_limit, lenv_error *err);
+
+/* Closes st->L (NULL is fine) and clears the refs. */
+void lenv__state_close(lenv__state *st);
+
+/* Runs fn(ctx) in protected mode with the message handler installed. Lua
+ * errors, limits and lenv__raise()s become LENV_E* codes with err filled.
+ * The stack is empty afterwards and the state is usable again. */
+int lenv__state_pcall(lenv__state *st, lua_CFunction fn, void *ctx, lenv_error *err);
+
+/* The state a lua_State belongs to (any thread of it). */
+lenv__state *lenv__state_of(lua_State *L);
+
+/* Starts one call into env code: refills the instruction budget and seeds
+ * math.random with `seed`. Call inside lenv__state_pcall only. [-0, +0, e] */
+void lenv__arm(lua_State *L, uint64_t seed);
+
+/* Raises an error with an lenv code. line > 0 names a line of the env file;
+ * code LENV_ESCRIPT blames the env file, anything else blames the caller
+ * (source "" and line 0). Never returns. [-0, +1, v] */
+int lenv__raise(lua_State *L, int code, int line, const char *fmt, ...)
+    __attribute__((noreturn));
+
+/* Pushes a read-only proxy of the table at idx: reads and pairs() go to the
+ * table, writes raise "attempt to modify read-only table 'NAME'". [-0, +1, m] */
+void lenv__push_readonly(lua_State *L, int idx, const char *name);
+
+/* Fills err (which may be NULL) and returns code. */
+int lenv__fail(lenv_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* 64-bit hash of bytes, chained through `h`. Stable across machines. */
+uint64_t lenv__hash64(uint64_t h, const void *data, size_t len);
+
+/* ---- module.c --------------------------------------------------------------- */
+
+/* Pushes the `envsrv` table (read-only, with read-only subtables). [-0, +1, m] */
+void lenv__push_module(lua_State *L);
+
+/* Registers the metatables module.c needs. Call once per state. [-0, +0, m] */
+void lenv__module_init(lua_State *L);
+
+/* ---- convert.c -------------------------------------------------------------- */
+
+/* The value JSON null becomes inside arrays (envsrv.json.null); null members
+ * of objects are left out (the field reads as nil). [-0, +1, -] */
+void lenv__push_null(lua_State *L);
+int lenv__is_null(lua_State *L, int idx);
+
+/* Pushes v as a Lua value: object -> table with string keys, array -> table
+ * 1..n, integer -> integer, real -> float. Raises an error past
+ * LENV__MAX_DEPTH. [-0, +1, e] */
+void lenv__push_json(lua_State *L, const json_t *v);
+
+/* Nesting depth of v (a scalar is 0), counted up to limit+1 at most. */
+int lenv__json_depth(const json_t *v, int limit);
+
+/* Flags for lenv__to_json. */
+#define LENV__EMPTY_ARRAY 1u /* an empty table at the top converts to [] (default {}) */
+
+/* Converts the Lua value at idx to JSON: nil and envsrv.json.null -> null,
+ * booleans, integers, finite floats, UTF-8 strings, tables whose keys are
+ * exactly 1..n -> arrays, other tables (string or integer keys) -> objects.
+ * Returns a new reference, or NULL with a message in err (cycles end at the
+ * depth limit). Raises nothing and never calls Lua code. */
+json_t *lenv__to_json(lua_State *L, int idx, unsigned flags, char *err, size_t errcap);
+
+/* 1 when s[0..n) is valid UTF-8 (no overlongs, no surrogates). */
+int lenv__utf8_valid(const char *s, size_t n);
+
+/* ---- dataset.c -------------------------------------------------------------- */
+
+/* The embedded file named `name` (relative to envs/), or NULL. Borrowed. */
+const lenv_embedded_file *lenv__embedded_find(const char *name);
+
+/* Reads a whole file. *data is a new NUL-terminated buffer the caller frees.
+ * Returns 0 or LENV_EIO ("cannot read 'PATH': No such file or directory"). */
+int lenv__read_file(char **data, size_t *len, const char *path, lenv_error *err);
+
+/* Parses JSONL: one object per non-blank line. *out is a new array (caller
+ * json_decref()s). Errors are LENV_EIO "data file 'NAME' line N: ...". */
+int lenv__parse_jsonl(json_t **out, const char *data, size_t len, const char *name,
+                      lenv_error *err);
+
+/* A split file to load: name and where its bytes come from. */
+typedef struct lenv__split_file {
+    char *split;                    /* owned */
+    char *path;                     /* owned: the name shown in errors */
+    const lenv_embedded_file *file; /* borrowed; NULL means read `path` from disk */
+} lenv__split_file;
+
+/* Expands --data overrides into split files (a directory gives one split per
+ * *.jsonl file, sorted). *out is a new array of *n_out entries; free it with
+ * lenv__split_files_free. Duplicate split names are LENV_EINVALID. */
+int lenv__expand_sources(lenv__split_file **out, size_t *n_out, const lenv_data_source *src,
+                         size_t n, lenv_error *err);
+void lenv__split_files_free(lenv__split_file *files, size_t n);
+
+/* SHA-256 of the bytes; writes 32 bytes. Returns 0 or -1 (libcrypto failure). */
+typedef struct lenv__sha256 lenv__sha256;
+lenv__sha256 *lenv__sha256_new(void);
+int lenv__sha256_add(lenv__sha256 *h, const void *data, size_t len);
+/* Finishes and frees h; writes 16 hex digits (the first 8 bytes) and a NUL. */
+int lenv__sha256_hex16(lenv__sha256 *h, char out[17]);
+void lenv__sha256_free(lenv__sha256 *h);
+
+#endif

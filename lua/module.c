@@ -1,0 +1,220 @@
+/*
+ * The `envsrv` table that environment code sees.
+ *
+ *   envsrv.verify.*   the C verifiers (verifiers/verifiers.h)
+ *   envsrv.json.*     encode / decode / null
+ *
+ * Adding a part: write its functions with their stack effects, put them in a
+ * luaL_Reg array and add a row to module_parts below. Each part becomes a
+ * read-only subtable. C functions here must release whatever C memory they
+ * hold before raising a Lua error: the `guard` userdata below does that for
+ * JSON values, whose __gc frees them if an error skips the normal path.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua/lenv_int.h"
+#include "verifiers/verifiers.h"
+
+/* ---- envsrv.verify ---------------------------------------------------------- */
+
+/* envsrv.verify.gsm8k(completion, reference) -> number, table [-2, +2, e]
+ * The reward (1.0 or 0.0) and {extracted = text of the matched number (absent
+ * when none), value = its canonical form (absent when none), source =
+ * "boxed"|"hashes"|"phrase"|"last_number"|"none", expected = canonical
+ * reference}. A reference without a number is an error (bad data). */
+static int l_verify_gsm8k(lua_State *L)
+{
+    size_t clen, rlen;
+    const char *c = luaL_checklstring(L, 1, &clen);
+    const char *r = luaL_checklstring(L, 2, &rlen);
+    vf_gsm8k_result res;
+    if (vf_gsm8k_score(&res, c, clen, r, rlen) != 0)
+        return luaL_error(L, "envsrv.verify.gsm8k: the reference answer has no number");
+    lua_pushnumber(L, res.reward);
+    lua_createtable(L, 0, 4);
+    if (res.got.source != VF_SOURCE_NONE) {
+        if (res.got.start <= clen && res.got.len <= clen - res.got.start) {
+            lua_pushlstring(L, c + res.got.start, res.got.len);
+            lua_setfield(L, -2, "extracted");
+        }
+        lua_pushstring(L, res.got.value);
+        lua_setfield(L, -2, "value");
+    }
+    lua_pushstring(L, vf_answer_source_name(res.got.source));
+    lua_setfield(L, -2, "source");
+    lua_pushstring(L, res.want.value);
+    lua_setfield(L, -2, "expected");
+    return 2;
+}
+
+/* envsrv.verify.number(text) -> string | nil [-1, +1, e]
+ * The canonical value when the whole text is one number ("1,200.50" -> "2401/2"). */
+static int l_verify_number(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char value[VF_VALUE_MAX];
+    if (vf_number_parse(value, sizeof value, s, len) != 0)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, value);
+    return 1;
+}
+
+/* envsrv.verify.extract_number(completion) -> string | nil, string [-1, +2, e]
+ * The canonical final answer of a completion and where it was found. */
+static int l_verify_extract_number(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    vf_number_answer a;
+    vf_number_extract(&a, s, len);
+    if (a.source == VF_SOURCE_NONE)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, a.value);
+    lua_pushstring(L, vf_answer_source_name(a.source));
+    return 2;
+}
+
+/* envsrv.verify.numbers_equal(a, b) -> boolean [-2, +1, e]
+ * True when both texts are numbers with the same exact value ("0.5", "1/2"). */
+static int l_verify_numbers_equal(lua_State *L)
+{
+    size_t alen, blen;
+    const char *a = luaL_checklstring(L, 1, &alen);
+    const char *b = luaL_checklstring(L, 2, &blen);
+    char va[VF_VALUE_MAX], vb[VF_VALUE_MAX];
+    lua_pushboolean(L, vf_number_parse(va, sizeof va, a, alen) == 0 &&
+                           vf_number_parse(vb, sizeof vb, b, blen) == 0 && strcmp(va, vb) == 0);
+    return 1;
+}
+
+static const luaL_Reg verify_funcs[] = {
+    {"gsm8k", l_verify_gsm8k},
+    {"number", l_verify_number},
+    {"extract_number", l_verify_extract_number},
+    {"numbers_equal", l_verify_numbers_equal},
+    {NULL, NULL},
+};
+
+/* ---- envsrv.json -------------------------------------------------------------- */
+
+#define GUARD_META "envsrv.guard"
+
+/* C memory a function holds while it may raise: freed by __gc if it does. */
+typedef struct guard {
+    json_t *json;
+    char *text;
+} guard;
+
+/* [-1, +0, -] */
+static int guard_gc(lua_State *L)
+{
+    guard *g = luaL_checkudata(L, 1, GUARD_META);
+    json_decref(g->json);
+    free(g->text);
+    g->json = NULL;
+    g->text = NULL;
+    return 0;
+}
+
+/* [-0, +1, m] */
+static guard *push_guard(lua_State *L)
+{
+    guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->json = NULL;
+    g->text = NULL;
+    luaL_setmetatable(L, GUARD_META);
+    return g;
+}
+
+/* envsrv.json.encode(value) -> string [-1, +1, e]
+ * Compact JSON; see convert.c for how tables map to arrays and objects. */
+static int l_json_encode(lua_State *L)
+{
+    char err[160];
+    luaL_checkany(L, 1);
+    guard *g = push_guard(L);
+    g->json = lenv__to_json(L, 1, 0, err, sizeof err);
+    if (g->json == NULL)
+        return luaL_error(L, "envsrv.json.encode: %s", err);
+    g->text = json_dumps(g->json, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(g->json);
+    g->json = NULL;
+    if (g->text == NULL)
+        return luaL_error(L, "envsrv.json.encode: out of memory");
+    lua_pushstring(L, g->text);
+    free(g->text);
+    g->text = NULL;
+    return 1;
+}
+
+/* envsrv.json.decode(text) -> value [-1, +1, e]
+ * Any JSON value; errors with Jansson's message and position on bad JSON. */
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    guard *g = push_guard(L);
+    json_error_t jerr;
+    g->json = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (g->json == NULL)
+        return luaL_error(L, "envsrv.json.decode: %s at line %d column %d", jerr.text, jerr.line,
+                          jerr.column);
+    lenv__push_json(L, g->json);
+    json_decref(g->json);
+    g->json = NULL;
+    return 1;
+}
+
+static const luaL_Reg json_funcs[] = {
+    {"encode", l_json_encode},
+    {"decode", l_json_decode},
+    {NULL, NULL},
+};
+
+/* ---- the module --------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    const luaL_Reg *funcs;
+} module_parts[] = {
+    {"verify", verify_funcs},
+    {"json", json_funcs},
+    {NULL, NULL},
+};
+
+void lenv__module_init(lua_State *L)
+{
+    if (luaL_newmetatable(L, GUARD_META)) {
+        lua_pushcfunction(L, guard_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}
+
+void lenv__push_module(lua_State *L)
+{
+    lua_newtable(L);
+    int mod = lua_gettop(L);
+    for (size_t i = 0; module_parts[i].name; i++) {
+        lua_newtable(L);
+        luaL_setfuncs(L, module_parts[i].funcs, 0);
+        if (strcmp(module_parts[i].name, "json") == 0) {
+            lenv__push_null(L);
+            lua_setfield(L, -2, "null");
+        }
+        char name[64];
+        snprintf(name, sizeof name, "envsrv.%s", module_parts[i].name);
+        lenv__push_readonly(L, -1, name);
+        lua_setfield(L, mod, module_parts[i].name);
+        lua_pop(L, 1);
+    }
+    lenv__push_readonly(L, mod, "envsrv");
+    lua_remove(L, mod);
+}
