@@ -15,8 +15,8 @@ DATA    ?= $(abspath ../shared/data)
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libjansson-dev liblua5.4-dev \
-            libcmocka-dev libgmp-dev libssl-dev wrk python3 curl
-PC_PKGS  := libmicrohttpd jansson lua5.4 gmp libcrypto
+            libcmocka-dev libgmp-dev libssl-dev libseccomp-dev wrk python3 curl
+PC_PKGS  := libmicrohttpd jansson lua5.4 gmp libcrypto libseccomp
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -45,7 +45,7 @@ ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 LIBS    := $(PKG_LIBS) -lpthread -lm
 
 # Every .c in a module folder belongs to the library, except the program's main.
-MODULES  := server lua verifiers
+MODULES  := server lua verifiers sandbox
 LIB_SRCS := $(filter-out server/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/envs/embedded.o
 LIB      := $(BUILD)/libenvsrv.a

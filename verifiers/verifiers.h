@@ -88,4 +88,63 @@ typedef struct vf_gsm8k_result {
 int vf_gsm8k_score(vf_gsm8k_result *out, const char *completion, size_t completion_len,
                    const char *reference, size_t reference_len);
 
+/* ---- MATH-grade answer equivalence (verifiers/math_*.c) ------------------------
+ *
+ * Answers as the MATH dataset and models write them: LaTeX or plain math, exact
+ * rationals (GMP), surds, pi, e, complex numbers, intervals and unions (also
+ * written as inequalities, "x > 4"), sets, tuples, solution lists (order ignored,
+ * \pm expanded), matrices, equations (equal up to a constant factor), text and
+ * multiple-choice letters. Exact where both sides are exact numbers; expressions
+ * with variables or irrational parts are compared by a seeded numeric identity
+ * test (deterministic, no clock, no rand()). A decimal equals an exact value only
+ * when it is that value: 0.5 = 1/2, but 0.33 != 1/3 and 3.6055 != \sqrt{13}.
+ * "1,000" (and "10,\!080", "1{,}000") is one number, not a list of two.
+ * Every input is bounded in length (1,000 bytes per answer), depth and number size,
+ * so every call returns in microseconds; malformed LaTeX is "no answer". The
+ * functions keep no state and are safe to call from many threads; each call uses
+ * about 80 KiB of scratch memory from malloc, freed before it returns.
+ */
+
+/* Size of the text fields of vf_math_result, in bytes with the NUL. */
+#define VF_MATH_TEXT_MAX 1024
+
+typedef struct vf_math_result {
+    double reward;                  /* 1.0 when equal, else 0.0 */
+    char got[VF_MATH_TEXT_MAX];     /* answer text extracted from the completion, "" if none */
+    char got_norm[VF_MATH_TEXT_MAX];  /* its normalized form, for reports */
+    char want_norm[VF_MATH_TEXT_MAX]; /* the reference's normalized form */
+    const char *reason;             /* static string: "equal", "not_equal", "no_answer",
+                                       "unparsable_answer", "unparsable_reference" */
+} vf_math_result;
+
+/*
+ * Extracts the final answer of a completion (or of a full MATH solution): the
+ * last \boxed{...} or \fbox{...} (nested braces kept), else the text after a
+ * final-answer phrase ("final answer is", "the answer is", "Answer:"), else the
+ * last $...$ / \(...\) / \[...\] when nothing but punctuation follows it. Text
+ * inside <think>...</think> (and after an unclosed <think>) is ignored.
+ * Writes the answer text (at most `cap` bytes with the NUL; longer answers count
+ * as none) into `out`. Returns 0 when an answer was found, -1 otherwise (out "").
+ */
+int vf_math_extract(char *out, size_t cap, const char *completion, size_t len);
+
+/*
+ * Compares two bare answers (no extraction; a \boxed wrapper is fine). Sets
+ * *equal to 1 or 0. Returns 0, or -1 when `a` or `b` is empty, too long or not
+ * a parsable answer (*equal is then 1 only when both clean to the same text).
+ */
+int vf_math_equal(int *equal, const char *a, size_t alen, const char *b, size_t blen);
+
+/*
+ * Scores a completion against a reference that is either a bare answer (MATH's
+ * `answer` field) or a full solution (its last \boxed{} is used). Fills `out`
+ * (caller storage, about 3 KiB). Returns 0, or -1 when the reference has no
+ * parsable answer (a data error to report; out->reward is then 0 and out->reason
+ * "unparsable_reference") unless the completion's answer is the very same text.
+ */
+int vf_math_score(vf_math_result *out, const char *completion, size_t clen,
+                  const char *reference, size_t rlen);
+
+/* ---- end of MATH section ---------------------------------------------------- */
+
 #endif
