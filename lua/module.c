@@ -92,11 +92,58 @@ static int l_verify_numbers_equal(lua_State *L)
     return 1;
 }
 
+/* envsrv.verify.math(completion, reference) -> number, table [-2, +2, e]
+ * MATH-style equivalence (verifiers/math_*.c). The reference is a bare answer
+ * (MATH's `answer` field) or a full solution (its last \boxed{} is used). The
+ * reward (1.0 or 0.0) and {extracted = answer text found in the completion
+ * (absent when none), normalized = its normalized form, expected = the
+ * reference's normalized form, reason = "equal"|"not_equal"|"no_answer"|
+ * "unparsable_answer"}. A reference with no parsable answer is an error (bad
+ * data), unless the completion's answer is the very same text. The result
+ * struct is about 3 KiB, so it lives on the C stack only for this call. */
+static int l_verify_math(lua_State *L)
+{
+    size_t clen, rlen;
+    const char *c = luaL_checklstring(L, 1, &clen);
+    const char *r = luaL_checklstring(L, 2, &rlen);
+    vf_math_result res;
+    if (vf_math_score(&res, c, clen, r, rlen) != 0)
+        return luaL_error(L, "envsrv.verify.math: the reference has no parsable answer");
+    lua_pushnumber(L, res.reward);
+    lua_createtable(L, 0, 4);
+    if (res.got[0]) {
+        lua_pushstring(L, res.got);
+        lua_setfield(L, -2, "extracted");
+        lua_pushstring(L, res.got_norm);
+        lua_setfield(L, -2, "normalized");
+    }
+    lua_pushstring(L, res.want_norm);
+    lua_setfield(L, -2, "expected");
+    lua_pushstring(L, res.reason);
+    lua_setfield(L, -2, "reason");
+    return 2;
+}
+
+/* envsrv.verify.math_equal(a, b) -> boolean [-2, +1, e]
+ * Whether two bare answers are equivalent ("\frac{1}{2}" and "0.5": true). */
+static int l_verify_math_equal(lua_State *L)
+{
+    size_t alen, blen;
+    const char *a = luaL_checklstring(L, 1, &alen);
+    const char *b = luaL_checklstring(L, 2, &blen);
+    int equal = 0;
+    vf_math_equal(&equal, a, alen, b, blen);
+    lua_pushboolean(L, equal);
+    return 1;
+}
+
 static const luaL_Reg verify_funcs[] = {
     {"gsm8k", l_verify_gsm8k},
     {"number", l_verify_number},
     {"extract_number", l_verify_extract_number},
     {"numbers_equal", l_verify_numbers_equal},
+    {"math", l_verify_math},
+    {"math_equal", l_verify_math_equal},
     {NULL, NULL},
 };
 
