@@ -45,7 +45,7 @@ ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 LIBS    := $(PKG_LIBS) -lpthread -lm
 
 # Every .c in a module folder belongs to the library, except the program's main.
-MODULES  := server lua verifiers sandbox
+MODULES  := server lua verifiers sandbox inference
 LIB_SRCS := $(filter-out server/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/envs/embedded.o
 LIB      := $(BUILD)/libenvsrv.a

@@ -1,0 +1,223 @@
+/*
+ * The forward pass: a Llama-family decoder step for a batch of sequences at
+ * one position, written against the operations table (inference_int.h) so a
+ * CUDA table can run the same code. Reads top to bottom like the model.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "inference/inference_int.h"
+
+/* A KV cache larger than this is refused rather than attempted. */
+#define INF_MAX_STATE_BYTES (64ull << 30)
+
+struct inf_state {
+    const inf_model *m;         /* borrowed */
+    const inf__ops *ops;
+    int n_seqs;
+    int max_len;
+    float *key_cache;           /* (n_seqs, n_layers, max_len, kv_dim) */
+    float *value_cache;         /* (n_seqs, n_layers, max_len, kv_dim) */
+    float *x;                   /* (n_seqs, dim) residual stream of the batch */
+    float *xb;                  /* (n_seqs, max(dim, q_dim)) normed input / attention output */
+    float *xb2;                 /* (n_seqs, dim) */
+    float *q;                   /* (n_seqs, q_dim) */
+    float *k;                   /* (n_seqs, kv_dim) */
+    float *v;                   /* (n_seqs, kv_dim) */
+    float *hb;                  /* (n_seqs, hidden_dim) */
+    float *hb2;                 /* (n_seqs, hidden_dim) */
+    float *att;                 /* (max_len,) attention scores of one head */
+    float *logits;              /* (n_seqs, vocab_size) */
+};
+
+int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, inf_error *err)
+{
+    *out = NULL;
+    const inf_config *c = &m->config;
+    if (n_seqs < 1 || n_seqs > INF_MAX_SAMPLES)
+        return inf__fail(err, INF_ELIMIT, "state: %d sequences is outside [1, %d]", n_seqs,
+                         INF_MAX_SAMPLES);
+    if (max_len < 1 || max_len > c->seq_len)
+        return inf__fail(err, INF_ELIMIT, "state: %d positions is outside the context [1, %d]",
+                         max_len, c->seq_len);
+    size_t S = (size_t)n_seqs;
+    size_t q_dim = (size_t)c->n_heads * (size_t)c->head_dim;
+    size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    size_t wide = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
+    size_t cache = S * (size_t)c->n_layers * (size_t)max_len * kv_dim;
+    unsigned long long bytes =
+        (2ull * cache + S * (3 * (size_t)c->dim + wide + q_dim + 2 * kv_dim +
+                             2 * (size_t)c->hidden_dim + (size_t)c->vocab_size)) *
+        sizeof(float);
+    if (bytes > INF_MAX_STATE_BYTES)
+        return inf__fail(err, INF_ELIMIT,
+                         "state: %d sequences x %d positions need %llu MiB, over the %llu MiB "
+                         "limit",
+                         n_seqs, max_len, bytes >> 20, INF_MAX_STATE_BYTES >> 20);
+    inf_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return inf__fail(err, INF_ENOMEM, "state: out of memory");
+    s->m = m;
+    s->ops = &inf__ops_cpu;
+    s->n_seqs = n_seqs;
+    s->max_len = max_len;
+    s->key_cache = calloc(cache, sizeof(float));
+    s->value_cache = calloc(cache, sizeof(float));
+    s->x = calloc(S * (size_t)c->dim, sizeof(float));
+    s->xb = calloc(S * wide, sizeof(float));
+    s->xb2 = calloc(S * (size_t)c->dim, sizeof(float));
+    s->q = calloc(S * q_dim, sizeof(float));
+    s->k = calloc(S * kv_dim, sizeof(float));
+    s->v = calloc(S * kv_dim, sizeof(float));
+    s->hb = calloc(S * (size_t)c->hidden_dim, sizeof(float));
+    s->hb2 = calloc(S * (size_t)c->hidden_dim, sizeof(float));
+    s->att = calloc((size_t)max_len, sizeof(float));
+    s->logits = calloc(S * (size_t)c->vocab_size, sizeof(float));
+    if (!s->key_cache || !s->value_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k ||
+        !s->v || !s->hb || !s->hb2 || !s->att || !s->logits) {
+        inf_state_free(s);
+        return inf__fail(err, INF_ENOMEM, "state: out of memory for %llu MiB", bytes >> 20);
+    }
+    *out = s;
+    return 0;
+}
+
+void inf_state_free(inf_state *s)
+{
+    if (!s)
+        return;
+    free(s->key_cache);
+    free(s->value_cache);
+    free(s->x);
+    free(s->xb);
+    free(s->xb2);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->hb);
+    free(s->hb2);
+    free(s->att);
+    free(s->logits);
+    free(s);
+}
+
+/* Start of (seq, layer, pos) in a cache. */
+static float *cache_at(const inf_state *s, float *cache, int seq, int layer, int pos)
+{
+    const inf_config *c = &s->m->config;
+    size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    return cache + (((size_t)seq * (size_t)c->n_layers + (size_t)layer) * (size_t)s->max_len +
+                    (size_t)pos) * kv_dim;
+}
+
+void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b, int pos)
+{
+    const inf_model *m = s->m;
+    const inf_config *c = &m->config;
+    const inf__ops *op = s->ops;
+    int dim = c->dim, hd = c->head_dim, hidden = c->hidden_dim;
+    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    int kv_mul = c->n_heads / c->n_kv_heads;
+    float eps = c->norm_eps;
+
+    /* token embeddings */
+    for (int i = 0; i < b; i++)
+        memcpy(s->x + (size_t)i * dim, m->w.tok_embeddings + (size_t)tokens[i] * dim,
+               (size_t)dim * sizeof(float));
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const inf_layer *L = &m->w.layers[l];
+
+        /* attention: pre-norm, q/k/v projections */
+        for (int i = 0; i < b; i++)
+            op->rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->attn_norm, dim, eps);
+        op->matmul(s->q, s->xb, L->wq, L->bq, b, dim, q_dim);
+        op->matmul(s->k, s->xb, L->wk, L->bk, b, dim, kv_dim);
+        op->matmul(s->v, s->xb, L->wv, L->bv, b, dim, kv_dim);
+
+        for (int i = 0; i < b; i++) {
+            float *q = s->q + (size_t)i * q_dim;
+            float *k = s->k + (size_t)i * kv_dim;
+            /* Qwen3: RMSNorm over each head of q and k */
+            if (L->q_norm) {
+                for (int h = 0; h < c->n_heads; h++)
+                    op->rmsnorm(q + (size_t)h * hd, q + (size_t)h * hd, L->q_norm, hd, eps);
+                for (int h = 0; h < c->n_kv_heads; h++)
+                    op->rmsnorm(k + (size_t)h * hd, k + (size_t)h * hd, L->k_norm, hd, eps);
+            }
+            /* RoPE on q and k */
+            op->rope(q, c->n_heads, hd, pos, m->rope_inv_freq, c->rope_style);
+            op->rope(k, c->n_kv_heads, hd, pos, m->rope_inv_freq, c->rope_style);
+            /* append k, v to this sequence's cache */
+            float *kc = cache_at(s, s->key_cache, seqs[i], l, 0);
+            float *vc = cache_at(s, s->value_cache, seqs[i], l, 0);
+            memcpy(kc + (size_t)pos * kv_dim, k, (size_t)kv_dim * sizeof(float));
+            memcpy(vc + (size_t)pos * kv_dim, s->v + (size_t)i * kv_dim,
+                   (size_t)kv_dim * sizeof(float));
+            /* grouped-query attention over positions 0..pos */
+            for (int h = 0; h < c->n_heads; h++) {
+                size_t kv_off = (size_t)(h / kv_mul) * hd;
+                op->attention(s->xb + (size_t)i * q_dim + (size_t)h * hd, s->att,
+                              q + (size_t)h * hd, kc + kv_off, vc + kv_off, pos + 1, hd,
+                              (size_t)kv_dim);
+            }
+        }
+        /* output projection and residual */
+        op->matmul(s->xb2, s->xb, L->wo, NULL, b, q_dim, dim);
+        for (int i = 0; i < b; i++)
+            op->add(s->x + (size_t)i * dim, s->xb2 + (size_t)i * dim, dim);
+
+        /* SwiGLU FFN: pre-norm, w2(silu(w1 x) * w3 x), residual */
+        for (int i = 0; i < b; i++)
+            op->rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->ffn_norm, dim, eps);
+        op->matmul(s->hb, s->xb, L->w1, NULL, b, dim, hidden);
+        op->matmul(s->hb2, s->xb, L->w3, NULL, b, dim, hidden);
+        for (int i = 0; i < b; i++)
+            op->swiglu(s->hb + (size_t)i * hidden, s->hb2 + (size_t)i * hidden, hidden);
+        op->matmul(s->xb, s->hb, L->w2, NULL, b, hidden, dim);
+        for (int i = 0; i < b; i++)
+            op->add(s->x + (size_t)i * dim, s->xb + (size_t)i * dim, dim);
+    }
+
+    /* final norm and classifier */
+    for (int i = 0; i < b; i++)
+        op->rmsnorm(s->x + (size_t)i * dim, s->x + (size_t)i * dim, m->w.final_norm, dim, eps);
+    op->matmul(s->logits, s->x, m->w.classifier, NULL, b, dim, c->vocab_size);
+}
+
+const float *inf__state_logits(const inf_state *s, int i)
+{
+    return s->logits + (size_t)i * (size_t)s->m->config.vocab_size;
+}
+
+void inf__state_copy_kv(inf_state *dst, int dst_seq, const inf_state *src, int src_seq, int n_pos)
+{
+    const inf_config *c = &dst->m->config;
+    size_t row = (size_t)n_pos * (size_t)c->n_kv_heads * (size_t)c->head_dim * sizeof(float);
+    for (int l = 0; l < c->n_layers; l++) {
+        memcpy(cache_at(dst, dst->key_cache, dst_seq, l, 0),
+               cache_at(src, src->key_cache, src_seq, l, 0), row);
+        memcpy(cache_at(dst, dst->value_cache, dst_seq, l, 0),
+               cache_at(src, src->value_cache, src_seq, l, 0), row);
+    }
+}
+
+const float *inf_forward(inf_state *s, int seq, int token, int pos, inf_error *err)
+{
+    if (seq < 0 || seq >= s->n_seqs) {
+        inf__fail(err, INF_EINVALID, "forward: sequence %d is outside [0, %d)", seq, s->n_seqs);
+        return NULL;
+    }
+    if (token < 0 || token >= s->m->config.vocab_size) {
+        inf__fail(err, INF_EINVALID, "forward: token %d is outside the vocabulary of %d", token,
+                  s->m->config.vocab_size);
+        return NULL;
+    }
+    if (pos < 0 || pos >= s->max_len) {
+        inf__fail(err, INF_ELIMIT, "forward: position %d is outside the context [0, %d)", pos,
+                  s->max_len);
+        return NULL;
+    }
+    inf__forward_batch(s, &seq, &token, 1, pos);
+    return inf__state_logits(s, 0);
+}

@@ -1,0 +1,309 @@
+/*
+ * inference — the built-in sampler: model loading, tokenizers, the forward
+ * pass (CPU; a CUDA backend later implements the same operations table), and
+ * sampling with seeds and per-token logprobs.
+ *
+ * Used by lua/ (envsrv.sample), server/ (rollouts) and main.c (`envsrv eval`,
+ * `envsrv generate`); tests and bench/infer_bench.c.
+ *
+ * A model is one in-memory description (inf_config + inf_weights) that every
+ * loader fills: llama2.c checkpoints today (inf_model_load_llama2c), and
+ * callers that build weights themselves (inf_model_create; the tests' random
+ * models; the safetensors and GGUF weight loaders to come). Tokenizers come
+ * from llama2.c tokenizer.bin files or from GGUF vocabularies. A loaded
+ * model is read-only: any number of threads may run inf_generate on it at
+ * once. docs/inference.md describes the design and the measured figures.
+ *
+ * Reproducibility: a sample's tokens depend only on (model, prompt, options,
+ * seed, sample index), never on how many samples share the request, on
+ * n_threads, or on what else runs. Each sample's randomness is a counter-based
+ * stream keyed by (seed, sample index, step), see sample.c.
+ *
+ * Nothing here prints; every failure returns a negative INF_E* code and fills
+ * an inf_error with one line a user can read.
+ */
+#ifndef ENVSRV_INFERENCE_H
+#define ENVSRV_INFERENCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Return codes besides 0. */
+#define INF_EINVALID  (-1)  /* bad input: options, token ids, model or tokenizer file contents */
+#define INF_EIO       (-2)  /* a file could not be opened, mapped or read */
+#define INF_ELIMIT    (-3)  /* a size limit was exceeded (context length, sample count) */
+#define INF_ENOMEM    (-4)  /* out of memory */
+
+/* A failure, as a caller can show it to a user. `message` is one line. */
+typedef struct inf_error {
+    int code;
+    char message[256];
+} inf_error;
+
+/* ------------------------------------------------------------------------ */
+/* Model description                                                         */
+
+/* How RoPE pairs the dimensions of a head. */
+typedef enum inf_rope_style {
+    INF_ROPE_INTERLEAVED = 0,   /* pairs (2i, 2i+1): llama2.c, GGUF llama */
+    INF_ROPE_HALF               /* pairs (i, i+head_dim/2): HF Llama/Qwen, NeoX */
+} inf_rope_style;
+
+/* RoPE frequency scaling. */
+typedef enum inf_rope_scaling_type {
+    INF_ROPE_SCALING_NONE = 0,
+    INF_ROPE_SCALING_LLAMA3         /* Llama 3.1 "rope_type": "llama3" */
+} inf_rope_scaling_type;
+
+typedef struct inf_rope_scaling {
+    inf_rope_scaling_type type;
+    float factor;                   /* llama3: 8 */
+    float low_freq_factor;          /* llama3: 1 */
+    float high_freq_factor;         /* llama3: 4 */
+    int original_max_pos;           /* llama3: 8192 */
+} inf_rope_scaling;
+
+#define INF_MAX_EOS 4
+
+/* The architecture: a decoder-only transformer with RMSNorm, RoPE, grouped
+ * query attention and a SwiGLU FFN (Llama, Qwen2, Qwen3, llama2.c). */
+typedef struct inf_config {
+    int dim;                /* residual stream width */
+    int hidden_dim;         /* FFN inner width */
+    int n_layers;
+    int n_heads;            /* query heads */
+    int n_kv_heads;         /* key/value heads; n_heads % n_kv_heads == 0 */
+    int head_dim;           /* usually dim / n_heads (Qwen3 differs); even */
+    int vocab_size;
+    int seq_len;            /* longest context the model supports (KV positions) */
+    float norm_eps;         /* RMSNorm epsilon */
+    float rope_theta;       /* RoPE base, 10000 for llama2.c */
+    inf_rope_style rope_style;
+    inf_rope_scaling rope_scaling;
+    bool qkv_bias;          /* Qwen2: q/k/v projections carry a bias */
+    bool qk_norm;           /* Qwen3: RMSNorm over each q and k head before RoPE */
+    bool tied_embeddings;   /* classifier == token embeddings */
+    int bos_id;             /* -1 when none */
+    int eos_ids[INF_MAX_EOS];   /* tokens that end a sample with finish "eos" */
+    int n_eos;
+} inf_config;
+
+/* One transformer block's weights, float32, row-major. A matrix (d, n) maps
+ * a vector (n,) to (d,). kv_dim = n_kv_heads*head_dim, q_dim = n_heads*head_dim. */
+typedef struct inf_layer {
+    const float *attn_norm;     /* (dim,) */
+    const float *wq;            /* (q_dim, dim) */
+    const float *wk;            /* (kv_dim, dim) */
+    const float *wv;            /* (kv_dim, dim) */
+    const float *bq;            /* (q_dim,)  when qkv_bias, else NULL */
+    const float *bk;            /* (kv_dim,) when qkv_bias, else NULL */
+    const float *bv;            /* (kv_dim,) when qkv_bias, else NULL */
+    const float *q_norm;        /* (head_dim,) when qk_norm, else NULL */
+    const float *k_norm;        /* (head_dim,) when qk_norm, else NULL */
+    const float *wo;            /* (dim, q_dim) */
+    const float *ffn_norm;      /* (dim,) */
+    const float *w1;            /* (hidden_dim, dim)  gate */
+    const float *w2;            /* (dim, hidden_dim)  down */
+    const float *w3;            /* (hidden_dim, dim)  up */
+} inf_layer;
+
+typedef struct inf_weights {
+    const float *tok_embeddings;    /* (vocab_size, dim) */
+    const inf_layer *layers;        /* (n_layers,) */
+    const float *final_norm;        /* (dim,) */
+    const float *classifier;        /* (vocab_size, dim); == tok_embeddings when tied */
+} inf_weights;
+
+typedef struct inf_model inf_model;
+
+/* Limits on header values: anything larger is rejected as corrupt before any
+ * allocation is sized from it. */
+#define INF_MAX_DIM        65536
+#define INF_MAX_LAYERS     1024
+#define INF_MAX_HEADS      1024
+#define INF_MAX_VOCAB      (1 << 22)
+#define INF_MAX_SEQ_LEN    (1 << 20)
+
+/*
+ * Loads a llama2.c checkpoint (legacy float32 format: a 7 x int32 header dim,
+ * hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (negative: separate
+ * classifier), seq_len, then the weights in run.c's order). The file is
+ * mapped read-only; every header value and the exact file size are checked.
+ * BOS is 1; both 1 and 2 end a sample as "eos" (run.c stops at BOS, which
+ * separates stories in these checkpoints).
+ *
+ * On success *out is a new model; the caller frees it with inf_model_free().
+ */
+int inf_model_load_llama2c(inf_model **out, const char *path, inf_error *err);
+
+/*
+ * A model over weights the caller owns (tests, future loaders). The config is
+ * validated and copied; `weights` (the struct, its layer array and all the
+ * arrays it points to) are borrowed and must outlive the model.
+ */
+int inf_model_create(inf_model **out, const inf_config *config, const inf_weights *weights,
+                     inf_error *err);
+
+/* Borrowed from `m`; valid until inf_model_free(m). */
+const inf_config *inf_model_config(const inf_model *m);
+
+void inf_model_free(inf_model *m);
+
+/* ------------------------------------------------------------------------ */
+/* Forward pass                                                              */
+
+/* KV caches and scratch buffers for up to `n_seqs` sequences of up to
+ * `max_len` positions each (max_len <= config.seq_len). */
+typedef struct inf_state inf_state;
+
+/* On success *out is new; free with inf_state_free(). The model is borrowed
+ * and must outlive the state. One state is used by one thread at a time. */
+int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, inf_error *err);
+void inf_state_free(inf_state *s);
+
+/*
+ * Runs `token` at position `pos` of sequence `seq` (positions 0..pos-1 of that
+ * sequence must have been run before). Returns the logits (vocab_size,),
+ * borrowed from `s` and valid until its next forward call, or NULL (with err
+ * filled) for a token, position or sequence out of range.
+ */
+const float *inf_forward(inf_state *s, int seq, int token, int pos, inf_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizers                                                                */
+
+typedef struct inf_tokenizer inf_tokenizer;
+
+/* Loads a llama2.c tokenizer.bin (int32 max_token_length, then per token: a
+ * float32 score, an int32 length and that many bytes) with `vocab_size`
+ * entries. SentencePiece-style BPE: BOS 1, EOS 2, byte fallback <0xXX> at ids
+ * 3..258. On success *out is new; free with inf_tokenizer_free(). */
+int inf_tokenizer_load_llama2c(inf_tokenizer **out, const char *path, int vocab_size,
+                               inf_error *err);
+
+/* Loads the tokenizer of a GGUF file: tokenizer.ggml.model "llama"
+ * (SentencePiece BPE by scores, byte fallback, add_space_prefix honoured) or
+ * "gpt2" (byte-level BPE by merge rank) with tokenizer.ggml.pre "gpt-2" or
+ * "falcon". Other models and pre-tokenizers are an INF_EINVALID error naming
+ * them. On success *out is new; free with inf_tokenizer_free(). */
+int inf_tokenizer_load_gguf(inf_tokenizer **out, const char *path, inf_error *err);
+
+void inf_tokenizer_free(inf_tokenizer *t);
+
+int inf_tokenizer_vocab_size(const inf_tokenizer *t);
+int inf_tokenizer_bos(const inf_tokenizer *t);     /* -1 when none */
+int inf_tokenizer_eos(const inf_tokenizer *t);     /* -1 when none */
+
+/* Encode flags. */
+#define INF_TOK_BOS 1u      /* prepend BOS (when the vocabulary has one) */
+#define INF_TOK_EOS 2u      /* append EOS (when the vocabulary has one) */
+
+/*
+ * Encodes `len` bytes of `text` (any bytes; invalid UTF-8 falls back to byte
+ * tokens where the vocabulary has them). Special-token text such as "<s>" is
+ * not parsed: it encodes as ordinary text. On success *ids is a new array of
+ * *n_ids ids (never NULL, even when empty) the caller free()s.
+ */
+int inf_tokenizer_encode(int **ids, size_t *n_ids, const inf_tokenizer *t, const char *text,
+                         size_t len, unsigned flags, inf_error *err);
+
+/*
+ * The bytes token `id` stands for when it follows token `prev` (-1 at the
+ * start): byte tokens give their raw byte, SentencePiece "▁" becomes a space,
+ * and llama2.c's rule drops the leading space of the first piece after BOS.
+ * Control tokens (BOS, EOS) give "". Returns a pointer borrowed from `t`
+ * (valid until inf_tokenizer_free) and sets *len; NULL for an id out of range.
+ */
+const char *inf_tokenizer_piece(const inf_tokenizer *t, int prev, int id, size_t *len);
+
+/* Decodes `n` ids by concatenating their pieces. On success *text is a new
+ * NUL-terminated string of *len bytes the caller free()s. */
+int inf_tokenizer_decode(char **text, size_t *len, const inf_tokenizer *t, const int *ids,
+                         size_t n, inf_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Sampling and generation                                                   */
+
+typedef enum inf_finish {
+    INF_FINISH_LENGTH = 0,  /* max_tokens reached, or prompt + output filled the context */
+    INF_FINISH_STOP,        /* a stop string appeared */
+    INF_FINISH_EOS          /* the model produced an end-of-sequence token */
+} inf_finish;
+
+/* "length", "stop", "eos". Static. */
+const char *inf_finish_name(inf_finish f);
+
+#define INF_MAX_SAMPLES   4096
+#define INF_MAX_STOPS     16
+
+typedef struct inf_gen_options {
+    int n_samples;          /* samples of the prompt, 1..INF_MAX_SAMPLES */
+    int max_tokens;         /* new tokens per sample, >= 1 */
+    float temperature;      /* 0: greedy (argmax, lowest id on ties) */
+    float top_p;            /* (0, 1]; 1 = off */
+    int top_k;              /* 0 = off; 1 = greedy */
+    float min_p;            /* [0, 1]; 0 = off */
+    uint64_t seed;
+    uint64_t first_sample;  /* sample j uses random stream first_sample + j (to split a
+                               group over several calls with identical results) */
+    const char *const *stop;/* stop strings, borrowed; NULL or n_stop entries */
+    size_t n_stop;
+    bool ignore_eos;        /* do not end samples at the model's EOS tokens */
+    int n_threads;          /* worker threads, >= 1; results do not depend on it */
+} inf_gen_options;
+
+#define INF_GEN_OPTIONS_INIT                                                               \
+    { .n_samples = 1, .max_tokens = 256, .temperature = 1.0f, .top_p = 1.0f, .n_threads = 1 }
+#define INF_MAX_THREADS 256
+
+/* One sample. Arrays are owned by the inf_result that holds the sample. */
+typedef struct inf_sample {
+    int *tokens;            /* (n_tokens,) generated ids, the last one included on stop/eos */
+    float *logprobs;        /* (n_tokens,) log p(token) under the unmodified temperature-1
+                               distribution of the model's logits */
+    size_t n_tokens;
+    char *text;             /* decoded text, cut before the stop string; NUL-terminated;
+                               NULL when inf_generate had no tokenizer */
+    size_t text_len;
+    inf_finish finish;
+    int stop_index;         /* which stop string matched, or -1 */
+} inf_sample;
+
+typedef struct inf_result {
+    inf_sample *samples;    /* (n_samples,) */
+    size_t n_samples;
+    size_t prompt_tokens;
+} inf_result;
+
+/*
+ * Generates opts->n_samples continuations of `prompt` (n_prompt >= 1 ids;
+ * prompt plus output never exceed config.seq_len).
+ * The prompt is run once and its KV cache copied to every sample; samples then
+ * advance together in batched steps, split over opts->n_threads threads.
+ * `tok` (may be NULL) decodes text and is required when stop strings are set.
+ * On success *out is filled (free with inf_result_free); on failure *out is
+ * left empty.
+ */
+int inf_generate(inf_result *out, const inf_model *m, const inf_tokenizer *tok, const int *prompt,
+                 size_t n_prompt, const inf_gen_options *opts, inf_error *err);
+
+void inf_result_free(inf_result *r);
+
+/* log-softmax of `logits` (n,) at temperature 1, in double precision, rounded
+ * to float: out[i] = logits[i] - logsumexp(logits). */
+void inf_logprobs(float *out, const float *logits, int n);
+
+/*
+ * Picks one token from `logits` (n,) with `opts`' temperature, top_k, top_p and
+ * min_p, using the uniform draw of stream (opts->seed, sample, step). Greedy
+ * (argmax, lowest id on ties) when temperature is 0 or top_k is 1. `work_p`
+ * (n doubles) and `work_idx` (n ints) are the caller's scratch.
+ */
+int inf_sample_token(const float *logits, int n, const inf_gen_options *opts, uint64_t sample,
+                     uint64_t step, double *work_p, int *work_idx);
+
+/* The uniform draw in [0, 1) of stream (seed, sample, step). */
+double inf_rng_uniform(uint64_t seed, uint64_t sample, uint64_t step);
+
+#endif

@@ -1,0 +1,250 @@
+/*
+ * inference internals shared between the files of inference/. Not for other
+ * modules: they use inference.h.
+ */
+#ifndef ENVSRV_INFERENCE_INT_H
+#define ENVSRV_INFERENCE_INT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inference/inference.h"
+
+/* Fills err (may be NULL) and returns `code`. */
+int inf__fail(inf_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+struct inf_model {
+    inf_config config;
+    inf_weights w;              /* points into `map` or into the caller's arrays */
+    inf_layer *layers;          /* (n_layers,) owned copy that w.layers points to */
+    float *rope_inv_freq;       /* (head_dim/2,) owned; theta^(-2i/head_dim), scaled */
+    void *map;                  /* mmap'ed file, or NULL */
+    size_t map_len;
+};
+
+/* Validates `c` (every field in range, consistent). Returns 0 or INF_EINVALID
+ * with a message naming the field; `what` names the source ("stories.bin"). */
+int inf__config_check(const inf_config *c, const char *what, inf_error *err);
+
+/* Fills m->config, m->w and m->layers (copied from `layers`) and the RoPE
+ * table. `m` is zeroed by the caller; on failure it may hold allocations that
+ * inf_model_free releases. */
+int inf__model_init(inf_model *m, const inf_config *c, const inf_weights *w, inf_error *err);
+
+/*
+ * The operations a backend implements. Activations are float32 and row-major;
+ * a batch of B vectors of width n is (B, n). The forward pass (forward.c)
+ * calls only these, so a CUDA table can replace the CPU one without touching
+ * the model code. Each operation computes every output element with the same
+ * arithmetic in the same order whatever B is, so a sequence's results do not
+ * depend on what else is in its batch.
+ */
+typedef struct inf__ops {
+    const char *name;
+    /* W (d,n) @ X (B,n) -> out (B,d); bias (d,) added when not NULL */
+    void (*matmul)(float *out, const float *x, const float *w, const float *bias,
+                   int b, int n, int d);
+    /* out (n,) = x (n,) / rms(x) * weight (n,); out may alias x */
+    void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
+    /* rotates v (n_heads, head_dim) in place for position pos; inv_freq (head_dim/2,) */
+    void (*rope)(float *v, int n_heads, int head_dim, int pos, const float *inv_freq,
+                 inf_rope_style style);
+    /* x (n,) -> softmax(x) in place */
+    void (*softmax)(float *x, int n);
+    /* one query head over positions 0..n_pos-1: q (head_dim,), keys/values at
+     * k + t*stride, v + t*stride (head_dim,) each; att (n_pos,) scratch;
+     * out (head_dim,) = sum_t softmax(q.k_t / sqrt(head_dim))_t v_t */
+    void (*attention)(float *out, float *att, const float *q, const float *k, const float *v,
+                      int n_pos, int head_dim, size_t stride);
+    /* hb (n,) = silu(hb) * up (n,) */
+    void (*swiglu)(float *hb, const float *up, int n);
+    /* x (n,) += y (n,) */
+    void (*add)(float *x, const float *y, int n);
+} inf__ops;
+
+extern const inf__ops inf__ops_cpu;
+
+/*
+ * Runs one step for `b` sequences of `s` at the same position `pos`:
+ * seqs (b,) which sequences, tokens (b,) their input tokens. Logits go to
+ * inf__state_logits(s, i) for batch row i. The caller has checked ranges.
+ */
+void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b, int pos);
+
+/* Logits (vocab_size,) of batch row i of the last inf__forward_batch. Borrowed. */
+const float *inf__state_logits(const inf_state *s, int i);
+
+/* Copies positions [0, n_pos) of sequence `src_seq` of `src` into sequence
+ * `dst_seq` of `dst` (same model). */
+void inf__state_copy_kv(inf_state *dst, int dst_seq, const inf_state *src, int src_seq, int n_pos);
+
+/* log(sum(exp(logits))) over n, in double. */
+double inf__logsumexp(const float *logits, int n);
+
+/* ------------------------------------------------------------------------ */
+/* GGUF (gguf.c) */
+
+/* GGUF metadata value types. */
+enum {
+    INF__GGUF_U8 = 0, INF__GGUF_I8, INF__GGUF_U16, INF__GGUF_I16, INF__GGUF_U32, INF__GGUF_I32,
+    INF__GGUF_F32, INF__GGUF_BOOL, INF__GGUF_STRING, INF__GGUF_ARRAY, INF__GGUF_U64,
+    INF__GGUF_I64, INF__GGUF_F64, INF__GGUF_NTYPES
+};
+
+/* GGUF tensor types this project reads (ggml_type numbers). */
+#define INF__GGML_F32   0
+#define INF__GGML_F16   1
+#define INF__GGML_Q8_0  8
+#define INF__GGML_BF16  30
+
+/* One metadata entry; all offsets were bounds-checked by inf__gguf_open. */
+typedef struct inf__gguf_kv {
+    const char *key;            /* not NUL-terminated: key_len bytes, in the map */
+    size_t key_len;
+    uint32_t type;              /* INF__GGUF_* */
+    uint32_t elem_type;         /* arrays: type of the elements */
+    uint64_t count;             /* arrays: number of elements; else 1 */
+    size_t offset;              /* file offset of the value (arrays: of the first element) */
+} inf__gguf_kv;
+
+typedef struct inf__gguf_tensor {
+    const char *name;           /* name_len bytes in the map */
+    size_t name_len;
+    uint32_t n_dims;
+    uint64_t dims[4];           /* ggml order: dims[0] is the contiguous one */
+    uint32_t type;              /* INF__GGML_* or another ggml type */
+    uint64_t n_bytes;           /* 0 for types this reader does not know */
+    const void *data;           /* in the map */
+} inf__gguf_tensor;
+
+typedef struct inf__gguf {
+    const unsigned char *map;   /* the whole file, mapped read-only; owned */
+    size_t size;
+    uint32_t version;
+    inf__gguf_kv *kv;           /* (n_kv,) owned */
+    uint64_t n_kv;
+    inf__gguf_tensor *tensors;  /* (n_tensors,) owned */
+    uint64_t n_tensors;
+    char path[512];
+} inf__gguf;
+
+/* Maps and parses `path` (GGUF v2/v3), checking every length and offset
+ * against the file. On success *out is new; free with inf__gguf_close. */
+int inf__gguf_open(inf__gguf **out, const char *path, inf_error *err);
+void inf__gguf_close(inf__gguf *g);
+
+/* The entry named `key`, or NULL. Borrowed from g. */
+const inf__gguf_kv *inf__gguf_find(const inf__gguf *g, const char *key);
+
+/* Reads a scalar of any integer type as int64 (bool as 0/1). Returns 0, or
+ * INF_EINVALID when the entry is not an integer or does not fit. */
+int inf__gguf_int(int64_t *out, const inf__gguf *g, const inf__gguf_kv *kv, inf_error *err);
+/* Reads a string scalar: *s points into the map, *len bytes. */
+int inf__gguf_str(const char **s, size_t *len, const inf__gguf *g, const inf__gguf_kv *kv,
+                  inf_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Tokenizers */
+
+typedef enum inf__tok_kind {
+    INF__TOK_SPM = 0,       /* SentencePiece BPE by scores (llama2.c, GGUF "llama") */
+    INF__TOK_BPE            /* byte-level BPE with merges (GGUF "gpt2") */
+} inf__tok_kind;
+
+/* GGUF token types (llama.cpp's llama_token_type). */
+#define INF__TT_NORMAL       1
+#define INF__TT_UNKNOWN      2
+#define INF__TT_CONTROL      3
+#define INF__TT_USER_DEFINED 4
+#define INF__TT_UNUSED       5
+#define INF__TT_BYTE         6
+
+typedef int (*inf__encode_fn)(int **ids, size_t *n, size_t *cap, const inf_tokenizer *t,
+                              const char *text, size_t len, inf_error *err);
+
+struct inf_tokenizer {
+    inf__tok_kind kind;
+    inf__encode_fn encode;      /* the algorithm, set by the loader */
+    int vocab_size;
+    char **pieces;              /* (vocab_size,) owned, NUL-terminated vocabulary strings */
+    uint32_t *piece_lens;       /* (vocab_size,) */
+    float *scores;              /* (vocab_size,) SPM merge priorities */
+    uint8_t *types;             /* (vocab_size,) INF__TT_* */
+    int bos, eos, unk;          /* -1 when none */
+    bool add_space_prefix;      /* SPM: prepend " " to non-empty text */
+    bool pre_falcon;            /* BPE: Falcon's pre-tokenizer instead of GPT-2's */
+    int byte_ids[256];          /* SPM: id of <0xXX>, or -1; BPE: id of the byte's unicode char */
+    /* lookup: open-addressing hash of piece -> id */
+    int32_t *hash;              /* (hash_cap,) -1 empty */
+    size_t hash_cap;
+    /* BPE merges: open-addressing hash of (left id, right id) -> rank */
+    uint64_t *merge_keys;       /* (merge_cap,) */
+    int32_t *merge_ranks;       /* (merge_cap,) -1 empty */
+    size_t merge_cap;
+    /* decoded bytes of each id (byte tokens -> the byte, "▁" -> " ", BPE
+     * unicode bytes -> raw bytes); pieces for inf_tokenizer_piece */
+    char **decoded;             /* (vocab_size,) owned */
+    uint32_t *decoded_lens;
+};
+
+/* Allocates the per-token arrays of a tokenizer with `n` entries (zeroed,
+ * ids -1). Returns NULL on allocation failure. */
+inf_tokenizer *inf__tok_alloc(int n);
+
+/* Builds the piece hash; call after all pieces are set. Returns 0 or INF_ENOMEM. */
+int inf__tok_build_index(inf_tokenizer *t, inf_error *err);
+
+/* id of the `len` bytes at `s`, or -1. */
+int inf__tok_lookup(const inf_tokenizer *t, const char *s, size_t len);
+
+/* Encoders. Append to the growable array ids/n/cap. */
+int inf__spm_encode(int **ids, size_t *n, size_t *cap, const inf_tokenizer *t, const char *text,
+                    size_t len, inf_error *err);
+int inf__bpe_encode(int **ids, size_t *n, size_t *cap, const inf_tokenizer *t, const char *text,
+                    size_t len, inf_error *err);
+/* Fills t->decoded for every id. */
+int inf__spm_build_decoded(inf_tokenizer *t, inf_error *err);
+int inf__bpe_build_decoded(inf_tokenizer *t, inf_error *err);
+
+/* SPM: records <0xXX> byte tokens (only of type BYTE when `typed`). */
+void inf__spm_find_byte_ids(inf_tokenizer *t, bool typed);
+
+/* BPE: fills byte_ids and the merge table from `n` merge strings "left right"
+ * walked from a GGUF string array. */
+int inf__bpe_init(inf_tokenizer *t, const inf__gguf *g, const inf__gguf_kv *merges,
+                  inf_error *err);
+
+/* Code point classes (unicode_tab.c, generated by gen_unicode.py). */
+#define INF__UC_UNASSIGNED 0
+#define INF__UC_LETTER     1
+#define INF__UC_NUMBER     2
+#define INF__UC_PUNCT      3
+#define INF__UC_OTHER      4
+#define INF__UC_SPACE      8    /* flag: Unicode White_Space */
+extern const uint32_t inf__unicode_ranges[][2];
+extern const size_t inf__unicode_n_ranges;
+
+/* A max-heap of candidate merges of adjacent symbols, ordered by priority
+ * (higher first), then by left symbol (lower first): the order both BPE
+ * variants merge in. `size` is the merged length, to spot stale entries. */
+typedef struct inf__bigram {
+    float priority;
+    int left, right;
+    size_t size;
+} inf__bigram;
+
+typedef struct inf__heap {
+    inf__bigram *v;     /* owned */
+    size_t n, cap;
+} inf__heap;
+
+int inf__heap_push(inf__heap *h, inf__bigram b, inf_error *err);
+/* Removes the top into *out; returns false when empty. */
+bool inf__heap_pop(inf__heap *h, inf__bigram *out);
+
+/* Appends one id to a growable array. Returns 0 or INF_ENOMEM. */
+int inf__ids_push(int **ids, size_t *n, size_t *cap, int id, inf_error *err);
+
+#endif

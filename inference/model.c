@@ -1,0 +1,177 @@
+/*
+ * The in-memory model description: validation of a config, the RoPE table,
+ * and the model object every loader fills.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "inference/inference_int.h"
+
+int inf__fail(inf_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+int inf__config_check(const inf_config *c, const char *what, inf_error *err)
+{
+#define RANGE(field, lo, hi)                                                                  \
+    do {                                                                                      \
+        if (c->field < (lo) || c->field > (hi))                                               \
+            return inf__fail(err, INF_EINVALID, "%s: %s = %d is out of range [%d, %d]", what, \
+                             #field, c->field, (int)(lo), (int)(hi));                         \
+    } while (0)
+    RANGE(dim, 1, INF_MAX_DIM);
+    RANGE(hidden_dim, 1, 4 * INF_MAX_DIM);
+    RANGE(n_layers, 1, INF_MAX_LAYERS);
+    RANGE(n_heads, 1, INF_MAX_HEADS);
+    RANGE(n_kv_heads, 1, c->n_heads);
+    RANGE(head_dim, 2, INF_MAX_DIM);
+    RANGE(vocab_size, 1, INF_MAX_VOCAB);
+    RANGE(seq_len, 1, INF_MAX_SEQ_LEN);
+    RANGE(n_eos, 0, INF_MAX_EOS);
+#undef RANGE
+    if (c->n_heads % c->n_kv_heads != 0)
+        return inf__fail(err, INF_EINVALID, "%s: n_heads %d is not a multiple of n_kv_heads %d",
+                         what, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2 != 0)
+        return inf__fail(err, INF_EINVALID, "%s: head_dim %d is odd (RoPE rotates pairs)", what,
+                         c->head_dim);
+    if ((long long)c->n_heads * c->head_dim > INF_MAX_DIM)
+        return inf__fail(err, INF_EINVALID, "%s: n_heads * head_dim = %lld is too large", what,
+                         (long long)c->n_heads * c->head_dim);
+    if (!(c->norm_eps > 0.0f && c->norm_eps < 1.0f))
+        return inf__fail(err, INF_EINVALID, "%s: norm_eps %g is not in (0, 1)", what,
+                         (double)c->norm_eps);
+    if (!(c->rope_theta > 1.0f && c->rope_theta < 1e12f))
+        return inf__fail(err, INF_EINVALID, "%s: rope_theta %g is not in (1, 1e12)", what,
+                         (double)c->rope_theta);
+    if (c->rope_style != INF_ROPE_INTERLEAVED && c->rope_style != INF_ROPE_HALF)
+        return inf__fail(err, INF_EINVALID, "%s: unknown rope_style %d", what, (int)c->rope_style);
+    const inf_rope_scaling *rs = &c->rope_scaling;
+    if (rs->type == INF_ROPE_SCALING_LLAMA3) {
+        if (!(rs->factor >= 1.0f && rs->low_freq_factor > 0.0f &&
+              rs->high_freq_factor > rs->low_freq_factor && rs->original_max_pos > 0))
+            return inf__fail(err, INF_EINVALID,
+                             "%s: llama3 rope scaling needs factor >= 1, 0 < low_freq_factor < "
+                             "high_freq_factor and original_max_pos > 0",
+                             what);
+    } else if (rs->type != INF_ROPE_SCALING_NONE) {
+        return inf__fail(err, INF_EINVALID, "%s: unknown rope scaling type %d", what,
+                         (int)rs->type);
+    }
+    if (c->bos_id < -1 || c->bos_id >= c->vocab_size)
+        return inf__fail(err, INF_EINVALID, "%s: bos_id %d is outside the vocabulary", what,
+                         c->bos_id);
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab_size)
+            return inf__fail(err, INF_EINVALID, "%s: eos id %d is outside the vocabulary", what,
+                             c->eos_ids[i]);
+    return 0;
+}
+
+/* theta^(-2j/head_dim) for j < head_dim/2, computed in float exactly as
+ * llama2.c's run.c does (1.0f / powf(theta, 2j / (float)head_dim)), then the
+ * Llama 3 frequency scaling when configured. */
+static void rope_table(float *inv_freq, const inf_config *c)
+{
+    int half = c->head_dim / 2;
+    for (int j = 0; j < half; j++)
+        inv_freq[j] = 1.0f / powf(c->rope_theta, (float)(2 * j) / (float)c->head_dim);
+    const inf_rope_scaling *rs = &c->rope_scaling;
+    if (rs->type != INF_ROPE_SCALING_LLAMA3)
+        return;
+    double old_ctx = rs->original_max_pos;
+    double low_wavelen = old_ctx / rs->low_freq_factor;
+    double high_wavelen = old_ctx / rs->high_freq_factor;
+    for (int j = 0; j < half; j++) {
+        double f = inv_freq[j];
+        double wavelen = 2.0 * M_PI / f;
+        if (wavelen < high_wavelen)
+            continue;
+        if (wavelen > low_wavelen) {
+            inv_freq[j] = (float)(f / rs->factor);
+        } else {
+            double smooth = (old_ctx / wavelen - rs->low_freq_factor) /
+                            (rs->high_freq_factor - rs->low_freq_factor);
+            inv_freq[j] = (float)((1.0 - smooth) * f / rs->factor + smooth * f);
+        }
+    }
+}
+
+int inf__model_init(inf_model *m, const inf_config *c, const inf_weights *w, inf_error *err)
+{
+    int rc = inf__config_check(c, "model", err);
+    if (rc)
+        return rc;
+    if (!w || !w->tok_embeddings || !w->layers || !w->final_norm || !w->classifier)
+        return inf__fail(err, INF_EINVALID, "model: embeddings, layers, final norm and "
+                                            "classifier weights are all required");
+    for (int l = 0; l < c->n_layers; l++) {
+        const inf_layer *L = &w->layers[l];
+        if (!L->attn_norm || !L->wq || !L->wk || !L->wv || !L->wo || !L->ffn_norm || !L->w1 ||
+            !L->w2 || !L->w3)
+            return inf__fail(err, INF_EINVALID, "model: layer %d lacks a required weight", l);
+        if (c->qkv_bias && (!L->bq || !L->bk || !L->bv))
+            return inf__fail(err, INF_EINVALID, "model: layer %d lacks its q/k/v bias", l);
+        if (c->qk_norm && (!L->q_norm || !L->k_norm))
+            return inf__fail(err, INF_EINVALID, "model: layer %d lacks its q/k norm", l);
+    }
+    m->config = *c;
+    m->layers = malloc((size_t)c->n_layers * sizeof *m->layers);
+    m->rope_inv_freq = malloc((size_t)(c->head_dim / 2) * sizeof *m->rope_inv_freq);
+    if (!m->layers || !m->rope_inv_freq)
+        return inf__fail(err, INF_ENOMEM, "model: out of memory");
+    for (int l = 0; l < c->n_layers; l++) {
+        m->layers[l] = w->layers[l];
+        if (!c->qkv_bias)
+            m->layers[l].bq = m->layers[l].bk = m->layers[l].bv = NULL;
+        if (!c->qk_norm)
+            m->layers[l].q_norm = m->layers[l].k_norm = NULL;
+    }
+    m->w = *w;
+    m->w.layers = m->layers;
+    rope_table(m->rope_inv_freq, c);
+    return 0;
+}
+
+int inf_model_create(inf_model **out, const inf_config *config, const inf_weights *weights,
+                     inf_error *err)
+{
+    *out = NULL;
+    inf_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return inf__fail(err, INF_ENOMEM, "model: out of memory");
+    int rc = inf__model_init(m, config, weights, err);
+    if (rc) {
+        inf_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+const inf_config *inf_model_config(const inf_model *m)
+{
+    return &m->config;
+}
+
+void inf_model_free(inf_model *m)
+{
+    if (!m)
+        return;
+    if (m->map)
+        munmap(m->map, m->map_len);
+    free(m->layers);
+    free(m->rope_inv_freq);
+    free(m);
+}
