@@ -15,7 +15,7 @@ DATA    ?= $(abspath ../shared/data)
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libjansson-dev liblua5.4-dev \
-            libcmocka-dev libgmp-dev libssl-dev libseccomp-dev wrk python3 curl
+            libcmocka-dev libgmp-dev libssl-dev libseccomp-dev lua5.4 wrk python3 curl
 PC_PKGS  := libmicrohttpd jansson lua5.4 gmp libcrypto libseccomp
 
 ifeq ($(SAN),1)
