@@ -65,6 +65,8 @@ BENCH_BINS := $(BENCH_SRCS:%.c=$(BUILD)/%)
 
 .PHONY: all deps run test check bench fuzz install clean
 .DEFAULT_GOAL := all
+# Keep objects make would otherwise delete as intermediates (tests/support/*.o).
+.SECONDARY:
 
 all: envsrv
 

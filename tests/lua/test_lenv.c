@@ -133,7 +133,10 @@ static void test_lenv_open__unknown_env(void **state)
     lenv_env *env;
     o.name_or_path = "gsm9k";
     assert_int_equal(lenv_open(&env, &o, &err), LENV_ENOTFOUND);
-    assert_string_equal(err.message, "unknown environment 'gsm9k' (built-in: gsm8k)");
+    /* The message lists every built-in env, so a user sees what exists. */
+    const char *want = "unknown environment 'gsm9k' (built-in: ";
+    assert_memory_equal(err.message, want, strlen(want));
+    assert_non_null(strstr(err.message, "gsm8k"));
     o.name_or_path = "no/such/file.lua";
     assert_int_equal(lenv_open(&env, &o, &err), LENV_EIO);
     assert_non_null(strstr(err.message, "no/such/file.lua"));

@@ -1,0 +1,412 @@
+/*
+ * envsrv's command line and lifecycle: parse arguments, load environments,
+ * start the server, print where it listens, wait for SIGINT/SIGTERM, shut down
+ * cleanly. The only file that prints to the terminal or calls exit().
+ *
+ * Exit status: 0 after a clean shutdown (or --help/--version/list), 1 when an
+ * environment or the server fails to start, 2 for bad arguments.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <lua.h>
+#include <microhttpd.h>
+
+#include "lua/lenv.h"
+#include "server/server.h"
+
+#define MAX_ENVS 64
+#define MAX_DATA 256
+#define MAX_THREADS 1024
+
+static const char usage[] =
+    "usage: envsrv [options]         serve environments over HTTP\n"
+    "       envsrv list              list the built-in environments\n"
+    "       envsrv --help | --version\n"
+    "\n"
+    "options:\n"
+    "  --env NAME|PATH.lua       environment to serve (repeatable; default gsm8k)\n"
+    "  --data NAME=PATH          serve PATH (a .jsonl file or a folder of them) as the\n"
+    "  --data NAME:SPLIT=PATH    dataset of env NAME, or as its split SPLIT (repeatable)\n"
+    "  --host ADDR               address to bind (default 127.0.0.1)\n"
+    "  --port N                  port (default 8000; 0 picks a free one)\n"
+    "  --threads N               worker threads (default: online cores)\n"
+    "  --api-key KEY             require 'Authorization: Bearer KEY' (default $ENVSRV_API_KEY)\n"
+    "  --max-body BYTES          largest request body, e.g. 16M, 1G (default 16M)\n"
+    "  --max-episodes N          open episodes at most (default 10000)\n"
+    "  --episode-ttl SECONDS     idle time before an episode expires (default 600)\n"
+    "\n"
+    "The API is described in docs/api.md. Stop the server with Ctrl-C (SIGINT) or SIGTERM.\n";
+
+typedef struct data_arg {
+    char *env;                 /* owned copy of NAME */
+    lenv_data_source src;      /* split and path point into argv or `env`'s buffer */
+    int used;
+} data_arg;
+
+typedef struct config {
+    const char *envs[MAX_ENVS];
+    size_t n_envs;
+    data_arg data[MAX_DATA];
+    size_t n_data;
+    srv_options srv;
+} config;
+
+static void bad_args(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void bad_args(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("envsrv: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'envsrv --help'.\n", stderr);
+    exit(2);
+}
+
+/* An unsigned decimal in [min, max]; anything else is a usage error. */
+static unsigned long long parse_uint(const char *opt, const char *s, unsigned long long min,
+                                     unsigned long long max)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)s[0]))
+        bad_args("%s: '%s' is not a number", opt, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        bad_args("%s: '%s' is not a number from %llu to %llu", opt, s, min, max);
+    return v;
+}
+
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+static size_t parse_size(const char *opt, const char *s)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)s[0]))
+        bad_args("%s: '%s' is not a size (e.g. 65536, 512K, 16M, 1G)", opt, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': shift = 10; end++; break;
+    case 'M': shift = 20; end++; break;
+    case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (shift && (*end == 'B' || *end == 'b'))
+        end++;
+    if (errno || *end || v == 0 || v > (SIZE_MAX >> 1) >> shift)
+        bad_args("%s: '%s' is not a size (e.g. 65536, 512K, 16M, 1G)", opt, s);
+    return (size_t)(v << shift);
+}
+
+/* NAME=PATH or NAME:SPLIT=PATH. */
+static void parse_data(data_arg *d, const char *s)
+{
+    const char *eq = strchr(s, '=');
+    if (!eq || eq == s || !eq[1])
+        bad_args("--data: '%s' is not NAME=PATH or NAME:SPLIT=PATH", s);
+    d->env = strndup(s, (size_t)(eq - s));
+    if (!d->env) {
+        fputs("envsrv: out of memory\n", stderr);
+        exit(1);
+    }
+    char *colon = strchr(d->env, ':');
+    d->src.split = NULL;
+    if (colon) {
+        *colon = '\0';
+        d->src.split = colon + 1;
+        if (!d->env[0] || !colon[1])
+            bad_args("--data: '%s' is not NAME=PATH or NAME:SPLIT=PATH", s);
+    }
+    d->src.path = eq + 1;
+}
+
+static void parse_args(config *cfg, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
+            printf("envsrv %s\n%s\nlibmicrohttpd %s\nJansson %s\n", SRV_VERSION, LUA_RELEASE,
+                   MHD_get_version(), JANSSON_VERSION);
+            exit(0);
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            bad_args("unexpected argument '%s'", arg);
+        /* --opt VALUE or --opt=VALUE */
+        char name[64];
+        const char *value = NULL;
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (nlen >= sizeof name)
+            bad_args("unknown option '%s'", arg);
+        memcpy(name, arg, nlen);
+        name[nlen] = '\0';
+        static const char *const known[] = { "--env", "--data", "--host", "--port", "--threads",
+                                             "--api-key", "--max-body", "--max-episodes",
+                                             "--episode-ttl" };
+        int ok = 0;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            ok |= strcmp(name, known[k]) == 0;
+        if (!ok)
+            bad_args("unknown option '%s'", name);
+        if (eq)
+            value = eq + 1;
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else
+            bad_args("%s needs a value", name);
+
+        if (strcmp(name, "--env") == 0) {
+            if (!value[0])
+                bad_args("--env needs a name or a path");
+            if (cfg->n_envs == MAX_ENVS)
+                bad_args("too many --env (at most %d)", MAX_ENVS);
+            cfg->envs[cfg->n_envs++] = value;
+        } else if (strcmp(name, "--data") == 0) {
+            if (cfg->n_data == MAX_DATA)
+                bad_args("too many --data (at most %d)", MAX_DATA);
+            parse_data(&cfg->data[cfg->n_data++], value);
+        } else if (strcmp(name, "--host") == 0) {
+            if (!value[0])
+                bad_args("--host needs an address");
+            cfg->srv.host = value;
+        } else if (strcmp(name, "--port") == 0) {
+            cfg->srv.port = (unsigned)parse_uint(name, value, 0, 65535);
+        } else if (strcmp(name, "--threads") == 0) {
+            cfg->srv.threads = (unsigned)parse_uint(name, value, 1, MAX_THREADS);
+        } else if (strcmp(name, "--api-key") == 0) {
+            cfg->srv.api_key = value;
+        } else if (strcmp(name, "--max-body") == 0) {
+            cfg->srv.max_body = parse_size(name, value);
+        } else if (strcmp(name, "--max-episodes") == 0) {
+            cfg->srv.max_episodes = (size_t)parse_uint(name, value, 1, 100000000);
+        } else if (strcmp(name, "--episode-ttl") == 0) {
+            cfg->srv.episode_ttl_s = (unsigned)parse_uint(name, value, 1, 30u * 24 * 3600);
+        }
+    }
+}
+
+/* The name a --data NAME is matched against before loading: the argument for
+ * a built-in, the file's stem for a path ("./x/capitals.lua" -> "capitals"). */
+static void env_key(char *out, size_t outlen, const char *arg)
+{
+    const char *base = strrchr(arg, '/');
+    base = base ? base + 1 : arg;
+    size_t len = strlen(base);
+    if (len > 4 && strcmp(base + len - 4, ".lua") == 0)
+        len -= 4;
+    snprintf(out, outlen, "%.*s", (int)len, base);
+}
+
+/* Opens env `arg` with every --data whose NAME is `key` (marking them used). */
+static int open_env(lenv_env **out, config *cfg, const char *arg, const char *key, size_t n_states,
+                    lenv_error *err)
+{
+    lenv_data_source src[MAX_DATA];
+    size_t n = 0;
+    for (size_t d = 0; d < cfg->n_data; d++) {
+        if (strcmp(cfg->data[d].env, key) == 0) {
+            src[n++] = cfg->data[d].src;
+            cfg->data[d].used = 1;
+        }
+    }
+    lenv_options o = LENV_OPTIONS_INIT;
+    o.name_or_path = arg;
+    o.data = n ? src : NULL;
+    o.n_data = n;
+    o.n_states = n_states;
+    return lenv_open(out, &o, err);
+}
+
+static int cmd_list(void)
+{
+    int rc = 0;
+    for (size_t i = 0; i < lenv_builtin_count(); i++) {
+        const char *name = lenv_builtin_name(i);
+        lenv_options o = LENV_OPTIONS_INIT;
+        o.name_or_path = name;
+        o.n_states = 1;
+        lenv_env *env = NULL;
+        lenv_error err = { 0 };
+        if (lenv_open(&env, &o, &err) != 0) {
+            fprintf(stderr, "envsrv: %s: %s\n", name, err.message);
+            rc = 1;
+            continue;
+        }
+        printf("%-16s %s\n", lenv_name(env), lenv_description(env));
+        lenv_free(env);
+    }
+    return rc;
+}
+
+/* Prints a curl command that scores one real item of `env`, so a first-time
+ * user can paste it. Best effort: nothing is printed if the env has no items. */
+static void print_example(lenv_env *env, const char *base_url, const char *api_key)
+{
+    json_t *items = NULL, *view = NULL, *body = NULL;
+    char *text = NULL;
+    lenv_error err = { 0 };
+    const json_t *item = NULL;
+    if (lenv_sample(&items, env, NULL, 1, 0, &err) != 0)
+        goto done;
+    const char *id = json_string_value(json_object_get(json_array_get(items, 0), "id"));
+    if (!id || lenv_item_find(&item, env, id, &err) != 0 ||
+        lenv_item_view(&view, env, item, 1, &err) != 0)
+        goto done;
+    /* A completion that ends with the reference answer, GSM8K-style. */
+    char completion[256] = "... #### 42";
+    const char *answer = json_string_value(json_object_get(view, "answer"));
+    if (answer) {
+        const char *hashes = strstr(answer, "####");
+        const char *last = hashes;
+        while (hashes && (hashes = strstr(hashes + 4, "####")))
+            last = hashes;
+        const char *final = last ? last + 4 : answer;
+        while (*final == ' ')
+            final++;
+        if (strlen(final) < 100)
+            snprintf(completion, sizeof completion, "... #### %s", final);
+    }
+    body = json_pack("{s:s, s:[s]}", "item_id", id, "completions", completion);
+    text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (!text || strchr(text, '\''))
+        goto done;
+    printf("try:\n  curl -s%s%s %s/v1/envs/%s/score -d '%s'\n", api_key ? " -H 'Authorization: Bearer " : "",
+           api_key ? "$ENVSRV_API_KEY'" : "", base_url, lenv_name(env), text);
+done:
+    free(text);
+    json_decref(body);
+    json_decref(view);
+    json_decref(items);
+}
+
+int main(int argc, char **argv)
+{
+    int status = 1;
+    config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    srv_options defaults = SRV_OPTIONS_INIT;
+    cfg.srv = defaults;
+    lenv_env *envs[MAX_ENVS] = { 0 };
+    size_t n_open = 0;
+    srv_server *srv = NULL;
+
+    if (argc >= 2 && strcmp(argv[1], "list") == 0) {
+        if (argc > 2)
+            bad_args("'list' takes no arguments");
+        return cmd_list();
+    }
+    parse_args(&cfg, argc, argv);
+    if (cfg.n_envs == 0)
+        cfg.envs[cfg.n_envs++] = "gsm8k";
+    if (!cfg.srv.api_key) {
+        const char *k = getenv("ENVSRV_API_KEY");
+        cfg.srv.api_key = k && k[0] ? k : NULL;
+    }
+    if (!cfg.srv.threads)
+        cfg.srv.threads = srv_default_threads();
+
+    /* Load every environment, one Lua state per worker thread. */
+    for (size_t i = 0; i < cfg.n_envs; i++) {
+        char key[256];
+        env_key(key, sizeof key, cfg.envs[i]);
+        lenv_error err = { 0 };
+        if (open_env(&envs[i], &cfg, cfg.envs[i], key, cfg.srv.threads, &err) != 0) {
+            fprintf(stderr, "envsrv: %s\n", err.message);
+            goto done;
+        }
+        n_open++;
+    }
+    /* A --data NAME may name an env by its definition's name rather than its
+     * file's stem; reopen such envs with their data. */
+    for (size_t d = 0; d < cfg.n_data; d++) {
+        if (cfg.data[d].used)
+            continue;
+        for (size_t i = 0; i < n_open; i++) {
+            if (strcmp(lenv_name(envs[i]), cfg.data[d].env) != 0)
+                continue;
+            lenv_env *again = NULL;
+            lenv_error err = { 0 };
+            if (open_env(&again, &cfg, cfg.envs[i], cfg.data[d].env, cfg.srv.threads, &err) != 0) {
+                fprintf(stderr, "envsrv: %s\n", err.message);
+                goto done;
+            }
+            lenv_free(envs[i]);
+            envs[i] = again;
+        }
+        if (!cfg.data[d].used) {
+            fprintf(stderr, "envsrv: --data %s=...: no --env named '%s'\nTry 'envsrv --help'.\n",
+                    cfg.data[d].env, cfg.data[d].env);
+            status = 2;
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < n_open; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(lenv_name(envs[i]), lenv_name(envs[j])) == 0) {
+                fprintf(stderr, "envsrv: two --env are named '%s' ('%s' and '%s')\nTry 'envsrv --help'.\n",
+                        lenv_name(envs[i]), cfg.envs[j], cfg.envs[i]);
+                status = 2;
+                goto done;
+            }
+        }
+    }
+
+    /* Block the shutdown signals before any thread exists, so every thread
+     * inherits the mask and only sigwait() below ever sees them. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    cfg.srv.envs = envs;
+    cfg.srv.n_envs = n_open;
+    char errbuf[512];
+    if (srv_start(&srv, &cfg.srv, errbuf, sizeof errbuf) != 0) {
+        fprintf(stderr, "envsrv: %s\n", errbuf);
+        goto done;
+    }
+    const char *host = cfg.srv.host ? cfg.srv.host : "127.0.0.1";
+    char base_url[300];
+    snprintf(base_url, sizeof base_url, strchr(host, ':') ? "http://[%s]:%u" : "http://%s:%u", host,
+             srv_port(srv));
+    /* The first line is a contract: scripts and tests read the port from it. */
+    printf("envsrv listening on %s\n", base_url);
+    fflush(stdout);
+    for (size_t i = 0; i < n_open; i++)
+        printf("env %s version %s: %s\n", lenv_name(envs[i]), lenv_version(envs[i]),
+               lenv_description(envs[i]));
+    printf("%u worker threads%s\n", srv_threads(srv), cfg.srv.api_key ? ", API key required" : "");
+    print_example(envs[0], base_url, cfg.srv.api_key);
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&stop_signals, &sig) != 0)
+        ;
+    srv_free(srv);
+    srv = NULL;
+    status = 0;
+done:
+    srv_free(srv);
+    for (size_t i = 0; i < n_open; i++)
+        lenv_free(envs[i]);
+    for (size_t d = 0; d < cfg.n_data; d++)
+        free(cfg.data[d].env);
+    return status;
+}
