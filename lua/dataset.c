@@ -187,9 +187,25 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Adds one split per *.jsonl file of a directory, in name order. */
+/* Whether `name` fits `pattern` (one '*'); stem and stem_len get what the '*'
+ * stood for. */
+static int pattern_match(const char *name, const char *pattern, const char **stem,
+                         size_t *stem_len)
+{
+    const char *star = strchr(pattern, '*');
+    size_t pre = (size_t)(star - pattern), post = strlen(star + 1), len = strlen(name);
+    if (len <= pre + post || strncmp(name, pattern, pre) != 0 ||
+        strcmp(name + len - post, star + 1) != 0)
+        return 0;
+    *stem = name + pre;
+    *stem_len = len - pre - post;
+    return 1;
+}
+
+/* Adds one split per file of a directory that fits `pattern` ("*.jsonl" by
+ * default; the '*' names the split), in name order. */
 static int add_directory(lenv__split_file **files, size_t *n, size_t *cap, const char *dir,
-                         lenv_error *err)
+                         const char *pattern, lenv_error *err)
 {
     int rc = LENV_OK;
     char **names = NULL;
@@ -199,8 +215,9 @@ static int add_directory(lenv__split_file **files, size_t *n, size_t *cap, const
         return lenv__fail(err, LENV_EIO, "cannot read directory '%s': %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len <= 6 || strcmp(e->d_name + len - 6, ".jsonl") != 0)
+        const char *stem;
+        size_t stem_len;
+        if (!pattern_match(e->d_name, pattern, &stem, &stem_len))
             continue;
         if (count == ncap) {
             size_t c2 = ncap ? ncap * 2 : 8;
@@ -219,16 +236,18 @@ static int add_directory(lenv__split_file **files, size_t *n, size_t *cap, const
         count++;
     }
     if (count == 0) {
-        rc = lenv__fail(err, LENV_EIO, "directory '%s' has no *.jsonl files", dir);
+        rc = lenv__fail(err, LENV_EIO, "directory '%s' has no %s files", dir, pattern);
         goto done;
     }
     qsort(names, count, sizeof *names, cmp_str);
     for (size_t i = 0; i < count && rc == LENV_OK; i++) {
-        size_t len = strlen(names[i]);
+        const char *stem;
+        size_t stem_len;
         char *path = NULL;
+        pattern_match(names[i], pattern, &stem, &stem_len);
         if (asprintf(&path, "%s/%s", dir, names[i]) < 0)
             path = NULL;
-        rc = add_file(files, n, cap, strndup(names[i], len - 6), path, err);
+        rc = add_file(files, n, cap, strndup(stem, stem_len), path, err);
     }
 done:
     for (size_t i = 0; i < count; i++)
@@ -239,8 +258,10 @@ done:
 }
 
 int lenv__expand_sources(lenv__split_file **out, size_t *n_out, const lenv_data_source *src,
-                         size_t n, lenv_error *err)
+                         size_t n, const char *pattern, lenv_error *err)
 {
+    if (pattern == NULL)
+        pattern = "*.jsonl";
     lenv__split_file *files = NULL;
     size_t count = 0, cap = 0;
     int rc = LENV_OK;
@@ -260,7 +281,7 @@ int lenv__expand_sources(lenv__split_file **out, size_t *n_out, const lenv_data_
                                 "'%s' is a directory", src[i].split, src[i].path);
                 break;
             }
-            rc = add_directory(&files, &count, &cap, src[i].path, err);
+            rc = add_directory(&files, &count, &cap, src[i].path, pattern, err);
         } else {
             char *split = src[i].split ? strdup(src[i].split) : infer_split(src[i].path);
             rc = add_file(&files, &count, &cap, split, strdup(src[i].path), err);

@@ -35,6 +35,7 @@ struct lenv_env {
     char dataset_hash[17];
     uint64_t seed;        /* the version as a number: the root of every call's seed */
     int multi_turn;
+    lenv_limits limits;
     json_t *params;       /* owned: object */
     split *splits;        /* owned; sorted by name */
     size_t n_splits;
@@ -185,7 +186,7 @@ static void append_new(lua_State *L, json_t *arr, json_t *v)
 
 /* ---- definitions ------------------------------------------------------------- */
 
-enum { F_STRING, F_VERSION, F_TABLE, F_FUNCTION };
+enum { F_STRING, F_VERSION, F_TABLE, F_FUNCTION, F_TOOLS };
 
 static const struct {
     const char *name;
@@ -198,6 +199,9 @@ static const struct {
     {"dataset", F_TABLE, 0},
     {"default_split", F_STRING, 0},
     {"id_field", F_STRING, 0},
+    {"data_format", F_TABLE, 0},
+    {"tools", F_TOOLS, 0},
+    {"limits", F_TABLE, 0},
     {"params", F_TABLE, 0},
     {"prompt", F_FUNCTION, 1},
     {"answer", F_FUNCTION, 0},
@@ -213,9 +217,11 @@ typedef struct def_ctx {
     lenv__state *st;
     int first;              /* extract the fields below (only from the first state) */
     char *name, *description, *default_split, *id_field;
+    char *files_pattern, *join_dir, *join_key; /* data_format; NULL when absent */
     json_t *params;
     json_t *dataset;        /* object split -> relative path */
     int multi_turn;
+    lenv_limits limits;
 } def_ctx;
 
 static void def_ctx_clear(def_ctx *c)
@@ -224,6 +230,9 @@ static void def_ctx_clear(def_ctx *c)
     free(c->description);
     free(c->default_split);
     free(c->id_field);
+    free(c->files_pattern);
+    free(c->join_dir);
+    free(c->join_key);
     json_decref(c->params);
     json_decref(c->dataset);
     memset(c, 0, sizeof *c);
@@ -237,6 +246,61 @@ static char *dup_field(lua_State *L, int def, const char *field)
         lenv__raise(L, LENV_ENOMEM, 0, "out of memory");
     lua_pop(L, 1);
     return s;
+}
+
+/* data_format = { files = "BFCL_v4_*.json", join = "possible_answer",
+ * join_key = "id" }: which files of a --data folder are splits, and a folder
+ * of partner files whose records are merged into the split's records by key.
+ * [-0, +0, e] */
+static void read_data_format(lua_State *L, int t, def_ctx *c)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (strcmp(k, "files") != 0 && strcmp(k, "join") != 0 && strcmp(k, "join_key") != 0)
+            lenv__raise(L, LENV_EINVALID, 0, "data_format: unknown field '%s' (files, join, "
+                        "join_key)", k);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            lenv__raise(L, LENV_EINVALID, 0, "data_format.%s must be a string", k);
+        lua_pop(L, 1);
+    }
+    c->files_pattern = dup_field(L, t, "files");
+    c->join_dir = dup_field(L, t, "join");
+    c->join_key = dup_field(L, t, "join_key");
+    const char *p = c->files_pattern;
+    if (p && (strchr(p, '*') == NULL || strchr(strchr(p, '*') + 1, '*') || strchr(p, '/')))
+        lenv__raise(L, LENV_EINVALID, 0, "data_format.files must be a file name with one '*' "
+                    "(the split name), got '%s'", p);
+    if (c->join_dir && (c->join_dir[0] == '\0' || c->join_dir[0] == '/' || strstr(c->join_dir, "..")))
+        lenv__raise(L, LENV_EINVALID, 0, "data_format.join must be a relative folder name, got "
+                    "'%s'", c->join_dir);
+    if (c->join_key && c->join_dir == NULL)
+        lenv__raise(L, LENV_EINVALID, 0, "data_format.join_key needs data_format.join");
+}
+
+/* limits = { max_turns = 10, max_chars = 20000, idle_timeout = 300 }: each a
+ * positive integer. [-0, +0, e] */
+static void read_limits(lua_State *L, int t, lenv_limits *out)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        int known = strcmp(k, "max_turns") == 0 || strcmp(k, "max_chars") == 0 ||
+                    strcmp(k, "idle_timeout") == 0;
+        if (!known)
+            lenv__raise(L, LENV_EINVALID, 0, "limits: unknown field '%s' (max_turns, max_chars, "
+                        "idle_timeout)", k);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 1000000000)
+            lenv__raise(L, LENV_EINVALID, 0, "limits.%s must be an integer from 1 to 1000000000", k);
+        lua_Integer v = lua_tointeger(L, -1);
+        if (strcmp(k, "max_turns") == 0)
+            out->max_turns = (size_t)v;
+        else if (strcmp(k, "max_chars") == 0)
+            out->max_chars = (size_t)v;
+        else
+            out->idle_timeout_s = (unsigned)v;
+        lua_pop(L, 1);
+    }
 }
 
 /* Validates the definition table and takes refs to its functions. [-1, +0, e] */
@@ -263,9 +327,10 @@ static int def_impl(lua_State *L)
     for (size_t i = 0; def_fields[i].name; i++) {
         int t = lua_getfield(L, def, def_fields[i].name);
         int want = def_fields[i].kind == F_FUNCTION ? LUA_TFUNCTION
-                   : def_fields[i].kind == F_TABLE  ? LUA_TTABLE
+                   : def_fields[i].kind == F_TABLE || def_fields[i].kind == F_TOOLS ? LUA_TTABLE
                                                     : LUA_TSTRING;
-        int ok = t == want || (def_fields[i].kind == F_VERSION && t == LUA_TNUMBER);
+        int ok = t == want || (def_fields[i].kind == F_VERSION && t == LUA_TNUMBER) ||
+                 (def_fields[i].kind == F_TOOLS && t == LUA_TFUNCTION);
         if (t == LUA_TNIL && def_fields[i].required)
             return lenv__raise(L, LENV_EINVALID, 0, "definition field '%s' is required",
                                def_fields[i].name);
@@ -301,10 +366,16 @@ static int def_impl(lua_State *L)
         else
             *refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    lenv__tools_load(L, st, def);
     if (!c->first)
         return 0;
 
     c->multi_turn = has_reset;
+    c->limits = (lenv_limits){LENV_DEFAULT_MAX_TURNS, LENV_DEFAULT_MAX_CHARS,
+                              LENV_DEFAULT_IDLE_TIMEOUT};
+    if (lua_getfield(L, def, "limits") == LUA_TTABLE)
+        read_limits(L, lua_gettop(L), &c->limits);
+    lua_pop(L, 1);
     c->name = dup_field(L, def, "name");
     c->description = dup_field(L, def, "description");
     c->default_split = dup_field(L, def, "default_split");
@@ -312,6 +383,10 @@ static int def_impl(lua_State *L)
     if (c->default_split && !valid_name(c->default_split))
         return lenv__raise(L, LENV_EINVALID, 0, "definition field 'default_split' must match "
                            "[a-z0-9_.-]+, got '%s'", c->default_split);
+
+    if (lua_getfield(L, def, "data_format") == LUA_TTABLE)
+        read_data_format(L, lua_gettop(L), c);
+    lua_pop(L, 1);
 
     char err[160];
     if (lua_getfield(L, def, "params") == LUA_TNIL) {
@@ -442,8 +517,108 @@ static int index_split(lenv_env *env, split *sp, const char *file, const char *i
     return LENV_OK;
 }
 
+/* data_format's join: partner records live in `dir` beside each split file,
+ * in a file of the same name, and pair up by the value of `key`. */
+typedef struct join_spec {
+    const char *dir;
+    const char *key;
+} join_spec;
+
+/* The text of a key value (string or integer) in buf; NULL when neither. */
+static const char *key_text(const json_t *v, char *buf, size_t cap)
+{
+    if (json_is_string(v))
+        return json_string_value(v);
+    if (json_is_integer(v)) {
+        snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return buf;
+    }
+    return NULL;
+}
+
+/* Reads the partner file of split file `f` and merges its records into
+ * `items` by key: members of the partner are added where the record lacks
+ * them. Every record must find its partner. The partner's bytes are hashed
+ * into h. */
+static int join_split(json_t *items, const lenv__split_file *f, const char *shown,
+                      const join_spec *join, lenv__sha256 *h, lenv_error *err)
+{
+    int rc = LENV_OK;
+    char *path = NULL, *owned = NULL;
+    json_t *partners = NULL, *by_key = json_object();
+    const char *slash = strrchr(f->path, '/');
+    int dirlen = slash ? (int)(slash - f->path) : 0;
+    const char *base = slash ? slash + 1 : f->path;
+    if (by_key == NULL ||
+        (dirlen ? asprintf(&path, "%.*s/%s/%s", dirlen, f->path, join->dir, base)
+                : asprintf(&path, "%s/%s", join->dir, base)) < 0) {
+        path = NULL;
+        rc = lenv__fail(err, LENV_ENOMEM, "out of memory");
+        goto done;
+    }
+    const char *data;
+    size_t len;
+    char shown_join[320];
+    if (f->file) {
+        const lenv_embedded_file *e = lenv__embedded_find(path);
+        if (e == NULL) {
+            rc = lenv__fail(err, LENV_EIO, "%s: no partner file 'envs/%s' (data_format.join)",
+                            shown, path);
+            goto done;
+        }
+        data = (const char *)e->data;
+        len = e->len;
+        snprintf(shown_join, sizeof shown_join, "envs/%s", path);
+    } else {
+        if ((rc = lenv__read_file(&owned, &len, path, err)) != LENV_OK)
+            goto done;
+        data = owned;
+        snprintf(shown_join, sizeof shown_join, "%s", path);
+    }
+    if (add_le64(h, len) != 0 || lenv__sha256_add(h, data, len) != 0) {
+        rc = lenv__fail(err, LENV_ENOMEM, "cannot hash '%s'", shown_join);
+        goto done;
+    }
+    if ((rc = lenv__parse_jsonl(&partners, data, len, shown_join, err)) != LENV_OK)
+        goto done;
+    size_t i;
+    json_t *rec;
+    char buf[64];
+    json_array_foreach(partners, i, rec) {
+        const char *k = key_text(json_object_get(rec, join->key), buf, sizeof buf);
+        if (k == NULL) {
+            rc = lenv__fail(err, LENV_EIO, "data file '%s' record %zu: no '%s' (the join key)",
+                            shown_join, i, join->key);
+            goto done;
+        }
+        if (json_object_set(by_key, k, rec) != 0) {
+            rc = lenv__fail(err, LENV_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    json_array_foreach(items, i, rec) {
+        const char *k = key_text(json_object_get(rec, join->key), buf, sizeof buf);
+        json_t *partner = k ? json_object_get(by_key, k) : NULL;
+        if (partner == NULL) {
+            rc = lenv__fail(err, LENV_EIO, "data file '%s' record %zu: no record with %s '%.64s' "
+                            "in '%s'", shown, i, join->key, k ? k : "?", shown_join);
+            goto done;
+        }
+        if (json_object_update_missing(rec, partner) != 0) {
+            rc = lenv__fail(err, LENV_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+done:
+    json_decref(by_key);
+    json_decref(partners);
+    free(owned);
+    free(path);
+    return rc;
+}
+
 static int load_dataset(lenv_env *env, lenv__split_file *files, size_t n, const char *id_field,
-                        lenv_error *err)
+                        const join_spec *join, lenv_error *err)
 {
     int rc = LENV_OK;
     char *owned = NULL;
@@ -481,6 +656,8 @@ static int load_dataset(lenv_env *env, lenv__split_file *files, size_t n, const 
             goto done;
         }
         if ((rc = lenv__parse_jsonl(&sp->items, data, len, shown, err)) != LENV_OK)
+            goto done;
+        if (join && (rc = join_split(sp->items, &files[i], shown, join, h, err)) != LENV_OK)
             goto done;
         if ((rc = index_split(env, sp, shown, id_field, err)) != LENV_OK)
             goto done;
@@ -638,7 +815,8 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
             rc = lenv__fail(err, LENV_EINVALID, "n_data is %zu but data is NULL", opts->n_data);
             goto done;
         }
-        rc = lenv__expand_sources(&files, &n_files, opts->data, opts->n_data, err);
+        rc = lenv__expand_sources(&files, &n_files, opts->data, opts->n_data, def.files_pattern,
+                                  err);
     } else {
         rc = definition_files(&files, &n_files, def.dataset, embedded ? env->source + 5 : env->source,
                               embedded, err);
@@ -650,7 +828,9 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
     }
     if (rc != LENV_OK)
         goto done;
-    if ((rc = load_dataset(env, files, n_files, def.id_field, err)) != LENV_OK)
+    join_spec join = {def.join_dir, def.join_key ? def.join_key : def.id_field ? def.id_field : "id"};
+    if ((rc = load_dataset(env, files, n_files, def.id_field, def.join_dir ? &join : NULL,
+                           err)) != LENV_OK)
         goto done;
 
     for (size_t i = 1; i < n_states; i++) {
@@ -678,6 +858,7 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
     env->default_split = def.default_split;
     env->params = def.params;
     env->multi_turn = def.multi_turn;
+    env->limits = def.limits;
     def.name = def.description = def.default_split = NULL;
     def.params = NULL;
     if (env->description == NULL) {
@@ -726,6 +907,7 @@ const char *lenv_description(const lenv_env *env) { return env->description; }
 const char *lenv_version(const lenv_env *env) { return env->version; }
 const char *lenv_dataset_hash(const lenv_env *env) { return env->dataset_hash; }
 int lenv_is_multi_turn(const lenv_env *env) { return env->multi_turn; }
+void lenv_get_limits(lenv_limits *out, const lenv_env *env) { *out = env->limits; }
 
 json_t *lenv_describe(const lenv_env *env, int with_params)
 {
@@ -744,6 +926,14 @@ json_t *lenv_describe(const lenv_env *env, int with_params)
         goto fail;
     }
     splits = NULL;
+    if (json_object_set_new(d, "limits", json_pack("{s:I, s:I, s:I}", "max_turns",
+                            (json_int_t)env->limits.max_turns, "max_chars",
+                            (json_int_t)env->limits.max_chars, "idle_timeout_s",
+                            (json_int_t)env->limits.idle_timeout_s)) != 0)
+        goto fail;
+    if (env->states[0].tool_docs &&
+        json_object_set_new(d, "tools", json_deep_copy(env->states[0].tool_docs)) != 0)
+        goto fail;
     if (with_params && json_object_set_new(d, "params", json_deep_copy(env->params)) != 0)
         goto fail;
     return d;
@@ -815,6 +1005,12 @@ static int view_impl(lua_State *L)
         } else {
             set_new(L, v, "metadata", json_object());
         }
+
+        lenv__arm(L, seed);
+        json_t *tools = lenv__tools_view(L, st, it);
+        if (tools)
+            set_new(L, v, "tools", tools);
+        lua_settop(L, it);
 
         if (c->include_answer && st->ref_answer != LUA_NOREF) {
             char err[160];
@@ -1080,14 +1276,62 @@ typedef struct episode_ctx {
     size_t action_len;
     json_t *result;         /* owned by the caller: observation (reset) or result (step) */
     json_t *state_out;      /* owned by the caller */
+    json_t *env_state;      /* owned by the caller: state_in without "_envsrv" */
 } episode_ctx;
+
+/* The reserved state member that holds lenv's own episode bookkeeping. */
+#define BOOK "_envsrv"
+
+/* Characters (UTF-8 code points) of the contents of a list of messages. */
+static size_t content_chars(const json_t *msgs)
+{
+    size_t n = 0, i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        const json_t *c = json_object_get(m, "content");
+        const char *s = json_string_value(c);
+        for (size_t k = 0; s && k < json_string_length(c); k++)
+            n += ((unsigned char)s[k] & 0xC0) != 0x80;
+    }
+    return n;
+}
+
+static size_t text_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < len; k++)
+        n += ((unsigned char)s[k] & 0xC0) != 0x80;
+    return n;
+}
+
+/* The state after a call: the Lua table at `state` as JSON, with the
+ * bookkeeping put back. [-0, +0, e] */
+static json_t *state_with_book(lua_State *L, int state, int ref, const char *when, size_t turns,
+                               size_t chars, const char *end)
+{
+    char err[160];
+    json_t *out = lenv__to_json(L, state, 0, err, sizeof err);
+    if (out == NULL)
+        RAISE_AT(L, ref, "the episode state is not JSON after %s: %s", when, err);
+    if (!json_is_object(out)) { /* an empty table converts to {} already */
+        json_decref(out);
+        RAISE_AT(L, ref, "the episode state must keep string keys after %s", when);
+    }
+    json_t *book = json_pack("{s:I, s:I}", "turns", (json_int_t)turns, "chars", (json_int_t)chars);
+    if (book && end)
+        json_object_set_new(book, "end", json_string(end));
+    if (book == NULL || json_object_set_new(out, BOOK, book) != 0) {
+        json_decref(out);
+        lenv__raise(L, LENV_ENOMEM, 0, "out of memory");
+    }
+    return out;
+}
 
 /* [-1, +0, e] */
 static int reset_impl(lua_State *L)
 {
     episode_ctx *c = lua_touserdata(L, 1);
     lenv__state *st = c->st;
-    char err[160];
     lenv__push_json(L, c->item);
     int it = lua_gettop(L);
     lua_newtable(L);
@@ -1099,9 +1343,8 @@ static int reset_impl(lua_State *L)
         lua_pushvalue(L, state);
         lua_call(L, 2, 1);
         c->result = check_messages(L, -1, st->ref_reset, "reset()", 0);
-        c->state_out = lenv__to_json(L, state, 0, err, sizeof err);
-        if (c->state_out == NULL)
-            RAISE_AT(L, st->ref_reset, "the episode state is not JSON after reset(): %s", err);
+        c->state_out = state_with_book(L, state, st->ref_reset, "reset()", 0,
+                                       content_chars(c->result), NULL);
     } else {
         lua_rawgeti(L, LUA_REGISTRYINDEX, st->ref_prompt);
         lua_pushvalue(L, it);
@@ -1113,13 +1356,14 @@ static int reset_impl(lua_State *L)
     return 0;
 }
 
+static void step_call(lua_State *L, episode_ctx *c, int it, int state);
+
 /* [-1, +0, e] */
 static int step_impl(lua_State *L)
 {
     episode_ctx *c = lua_touserdata(L, 1);
     lenv__state *st = c->st;
-    char err[160];
-    if ((c->result = json_object()) == NULL)
+    if (c->result == NULL && (c->result = json_object()) == NULL)
         lenv__raise(L, LENV_ENOMEM, 0, "out of memory");
     lenv__push_json(L, c->item);
     int it = lua_gettop(L);
@@ -1139,8 +1383,56 @@ static int step_impl(lua_State *L)
             lenv__raise(L, LENV_ENOMEM, 0, "out of memory");
         return 0;
     }
-    lenv__push_json(L, c->state_in);
+    const json_t *book = json_object_get(c->state_in, BOOK);
+    json_int_t t0 = json_integer_value(json_object_get(book, "turns"));
+    json_int_t c0 = json_integer_value(json_object_get(book, "chars"));
+    size_t turns = (size_t)(t0 > 0 ? t0 : 0) + 1;
+    size_t chars = (size_t)(c0 > 0 ? c0 : 0) + text_chars(c->action, c->action_len);
+    const lenv_limits *lim = &c->env->limits;
+    lenv__push_json(L, c->env_state);
     int state = lua_gettop(L);
+
+    json_t *obs = json_array(), *info = json_object();
+    set_new(L, c->result, "observation", obs);
+    set_new(L, c->result, "info", info);
+    const char *end = NULL;
+    if (chars > lim->max_chars) {
+        /* The action alone is past the limit: the env never sees it. */
+        set_new(L, c->result, "reward", json_real(0));
+        end = "max_chars";
+    } else {
+        json_t *calls = json_array();
+        set_new(L, info, "tool_calls", calls);
+        if (lenv__tools_run(L, st, state, c->action, c->action_len, c->seed, (long)turns, obs,
+                            calls)) {
+            set_new(L, c->result, "reward", json_real(0));
+        } else {
+            json_object_del(info, "tool_calls");
+            step_call(L, c, it, state);
+            obs = json_object_get(c->result, "observation");
+            info = json_object_get(c->result, "info");
+            if (json_is_true(json_object_get(c->result, "done")))
+                end = "done";
+        }
+        chars += content_chars(obs);
+        if (end == NULL && turns >= lim->max_turns)
+            end = "max_turns";
+        else if (end == NULL && chars > lim->max_chars)
+            end = "max_chars";
+    }
+    if (end && strcmp(end, "done") != 0)
+        set_new(L, info, "limit", json_string(end));
+    set_new(L, c->result, "done", json_boolean(end != NULL));
+    c->state_out = state_with_book(L, state, st->ref_step, "step()", turns, chars, end);
+    return 0;
+}
+
+/* The env's step() on the action: fills result's observation, reward, done
+ * and info. [-0, +0, e] */
+static void step_call(lua_State *L, episode_ctx *c, int it, int state)
+{
+    lenv__state *st = c->st;
+    int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, st->ref_step);
     lua_pushvalue(L, it);
     lua_pushvalue(L, state);
@@ -1163,10 +1455,7 @@ static int step_impl(lua_State *L)
     set_new(L, c->result, "done", json_boolean(lua_toboolean(L, -1)));
     lua_getfield(L, res, "info");
     set_new(L, c->result, "info", check_object(L, -1, st->ref_step, "step() field 'info'"));
-    c->state_out = lenv__to_json(L, state, 0, err, sizeof err);
-    if (c->state_out == NULL)
-        RAISE_AT(L, st->ref_step, "the episode state is not JSON after step(): %s", err);
-    return 0;
+    lua_settop(L, top);
 }
 
 int lenv_reset(json_t **observation, json_t **state, lenv_env *env, const json_t *item,
@@ -1207,6 +1496,9 @@ int lenv_step(json_t **result, json_t **state, lenv_env *env, const json_t *item
         if (lenv__json_depth(st_in, LENV__MAX_DEPTH) > LENV__MAX_DEPTH)
             return lenv__fail(err, LENV_EINVALID, "the episode state is nested deeper than %d "
                               "levels", LENV__MAX_DEPTH);
+        const char *end = json_string_value(json_object_get(json_object_get(st_in, BOOK), "end"));
+        if (end)
+            return lenv__fail(err, LENV_EINVALID, "the episode is over (%s)", end);
     }
     /* The seed covers the state too, so two steps with the same action in one
      * episode draw different numbers, and replays draw the same ones. */
@@ -1220,9 +1512,20 @@ int lenv_step(json_t **result, json_t **state, lenv_env *env, const json_t *item
     }
     episode_ctx c = {.env = env, .item = item, .state_in = st_in, .seed = seed,
                      .action = action, .action_len = action_len};
+    if (env->multi_turn) {
+        /* The env sees its own state only; the bookkeeping is lenv's. */
+        c.env_state = json_is_object(st_in) ? json_copy((json_t *)st_in) : json_object();
+        if ((c.result = json_object()) == NULL || c.env_state == NULL) {
+            json_decref(c.result);
+            json_decref(c.env_state);
+            return lenv__fail(err, LENV_ENOMEM, "out of memory");
+        }
+        json_object_del(c.env_state, BOOK);
+    }
     c.st = acquire(env);
     rc = lenv__state_pcall(c.st, step_impl, &c, err);
     release(env, c.st);
+    json_decref(c.env_state);
     if (rc != LENV_OK) {
         json_decref(c.result);
         json_decref(c.state_out);

@@ -112,7 +112,9 @@ int lenv_is_multi_turn(const lenv_env *env);
 
 /*
  * Describes the environment: {"name", "description", "version", "dataset_hash",
- * "multi_turn", "splits": {"test": 1319, ...}} and, when with_params is set,
+ * "multi_turn", "splits": {"test": 1319, ...}, "limits": {"max_turns",
+ * "max_chars", "idle_timeout_s"}} plus "tools" (OpenAI format) when the
+ * definition declares a list of tools, and, when with_params is set,
  * "params" (the definition's `params` table, {} when absent).
  * Returns a new reference (caller json_decref()s), NULL only on out-of-memory.
  */
@@ -128,7 +130,8 @@ int lenv_item_find(const json_t **item, const lenv_env *env, const char *id, len
 
 /*
  * The public view of an item: {"id", "prompt": [messages], "metadata": {...}}
- * plus "answer" when include_answer is set. Runs the definition's prompt(),
+ * plus "tools" (OpenAI format) when the definition declares tools, and
+ * "answer" when include_answer is set. Runs the definition's prompt(),
  * metadata() and answer() functions. `item` is a record from this env or an
  * inline item given by a caller (any JSON object). *out is a new reference.
  */
@@ -169,11 +172,62 @@ int lenv_score(json_t **out, lenv_env *env, const json_t *item, const char *cons
  * new object {"observation": [messages], "reward": number, "done": bool,
  * "info": {...}}. For single-turn envs it is reward(item, action) with done
  * true and an empty observation.
+ *
+ * Multi-turn bookkeeping lives in the state under the reserved key
+ * "_envsrv" (turns, characters, done), which env code never sees. When the
+ * definition declares tools with `run` functions and the action holds tool
+ * calls, lenv_step runs them instead of the env's step(): the observation is
+ * one {"role": "tool", "tool_call_id", "name", "content"} message per call,
+ * reward 0, done false, info {"tool_calls": [{name, arguments, ok, error?,
+ * violations?}]}; failures are tool messages whose content starts "error: ".
+ * An action without tool calls goes to step(), which decides the reward and
+ * done. A step after the episode is done is LENV_EINVALID.
  */
 int lenv_reset(json_t **observation, json_t **state, lenv_env *env, const json_t *item,
                lenv_error *err);
 int lenv_step(json_t **result, json_t **state, lenv_env *env, const json_t *item,
               const char *action, size_t action_len, lenv_error *err);
+
+/*
+ * Episode limits of a multi-turn environment: its definition's `limits`
+ * table, with these defaults. lenv_step ends an episode that reaches
+ * max_turns steps or max_chars characters (actions plus observation
+ * contents, counted in UTF-8 characters), with done = true and info.limit =
+ * "max_turns" | "max_chars". idle_timeout_s is the server's to enforce: how
+ * long an open episode may wait for its next step.
+ */
+typedef struct lenv_limits {
+    size_t max_turns;
+    size_t max_chars;
+    unsigned idle_timeout_s;
+} lenv_limits;
+#define LENV_DEFAULT_MAX_TURNS   32
+#define LENV_DEFAULT_MAX_CHARS   200000
+#define LENV_DEFAULT_IDLE_TIMEOUT 600
+#define LENV_MAX_TRANSCRIPT      4096   /* messages per lenv_replay call */
+
+/* Fills *out with env's limits (the defaults for single-turn envs). */
+void lenv_get_limits(lenv_limits *out, const lenv_env *env);
+
+/*
+ * Replays a transcript: a fresh episode on `item` (lenv_reset), then one
+ * lenv_step per assistant message of `messages` (a JSON array of {role,
+ * content[, tool_calls]}), in order, until the episode is done. Other roles
+ * are skipped: the environment produces them itself, so a trainer that ran
+ * the dialogue gets the rewards envsrv would have given. An assistant
+ * message's action is its content followed by its OpenAI `tool_calls`
+ * written as <tool_call> blocks. The same (env version, item, transcript)
+ * always gives the same result.
+ *
+ * *out is a new object {"rewards": [per step], "total": sum, "done": bool,
+ * "reason": "done" | "max_turns" | "max_chars" | "incomplete" (the
+ * transcript ended first), "steps": n, "infos": [per step], "ignored": number
+ * of assistant messages after the end}. Errors: LENV_EINVALID for a
+ * malformed transcript (named by index), LENV_ELIMIT past
+ * LENV_MAX_TRANSCRIPT messages, and whatever lenv_reset/lenv_step return.
+ */
+int lenv_replay(json_t **out, lenv_env *env, const json_t *item, const json_t *messages,
+                lenv_error *err);
 
 /* The built-in environments, for `envsrv list`: the number of them, and the
  * name of the i-th (borrowed, static). */

@@ -45,6 +45,11 @@ typedef struct lenv__state {
     int ref_randomseed;     /* registry ref of the real math.randomseed */
     int ref_def;            /* registry ref of the definition table */
     int ref_prompt, ref_answer, ref_metadata, ref_reward, ref_reset, ref_step;
+    /* Tools (tools.c): a list in the definition gives ref_tools (name -> the
+     * tool's table) and tool_docs (owned: the OpenAI-format list); a function
+     * gives ref_tools_fn. LUA_NOREF / NULL when the definition has none. */
+    int ref_tools, ref_tools_fn;
+    json_t *tool_docs;
     /* Where errors point: the env file as shown to users ("envs/gsm8k.lua")
      * and Lua's short form of its chunk name (what prefixes its messages). */
     char source[256];
@@ -95,6 +100,30 @@ int lenv__fail(lenv_error *err, int code, const char *fmt, ...)
 /* 64-bit hash of bytes, chained through `h`. Stable across machines. */
 uint64_t lenv__hash64(uint64_t h, const void *data, size_t len);
 
+/* ---- tools.c ----------------------------------------------------------------- */
+
+/* Reads the definition's `tools` field (the table at index def): a list of
+ * {name, description, parameters, run} or a function(item). Fills the tool
+ * fields of st; raises LENV_EINVALID on a malformed declaration. [-0, +0, e] */
+void lenv__tools_load(lua_State *L, lenv__state *st, int def);
+
+/* The tool list of an item view: a new JSON array (OpenAI format), or NULL
+ * when the definition declares no tools. Runs tools(item) for the function
+ * form; `it` is the stack index of the item. [-0, +0, e] */
+json_t *lenv__tools_view(lua_State *L, lenv__state *st, int it);
+
+/* The tool calls of one step. When the definition has runnable tools and
+ * `action` holds tool calls (or a broken one), runs each call: validates its
+ * arguments against the tool's schema, runs tool.run(args, state) under its
+ * own instruction budget, and appends one `tool` message per call to
+ * `observation` (errors, schema violations and unknown tools are tool
+ * messages that say so, never failures) and a record per call to `calls`
+ * (info). Returns 1 when it took the action as tool calls, 0 when the env's
+ * step() should see it. `state` is the stack index of the state table;
+ * `turn` numbers the tool_call_ids. [-0, +0, e] */
+int lenv__tools_run(lua_State *L, lenv__state *st, int state, const char *action, size_t len,
+                    uint64_t seed, long turn, json_t *observation, json_t *calls);
+
 /* ---- module.c --------------------------------------------------------------- */
 
 /* Pushes the `envsrv` table (read-only, with read-only subtables). [-0, +1, m] */
@@ -102,6 +131,9 @@ void lenv__push_module(lua_State *L);
 
 /* Registers the metatables module.c needs. Call once per state. [-0, +0, m] */
 void lenv__module_init(lua_State *L);
+
+/* module_sandbox.c: envsrv.sandbox (run, nonce) and envsrv.code (extract). */
+extern const luaL_Reg lenv__sandbox_funcs[], lenv__code_funcs[];
 
 /* ---- convert.c -------------------------------------------------------------- */
 
@@ -153,10 +185,11 @@ typedef struct lenv__split_file {
 } lenv__split_file;
 
 /* Expands --data overrides into split files (a directory gives one split per
- * *.jsonl file, sorted). *out is a new array of *n_out entries; free it with
- * lenv__split_files_free. Duplicate split names are LENV_EINVALID. */
+ * file that fits `pattern`, sorted; the pattern has one '*', which names the
+ * split; NULL means "*.jsonl"). *out is a new array of *n_out entries; free it
+ * with lenv__split_files_free. Duplicate split names are LENV_EINVALID. */
 int lenv__expand_sources(lenv__split_file **out, size_t *n_out, const lenv_data_source *src,
-                         size_t n, lenv_error *err);
+                         size_t n, const char *pattern, lenv_error *err);
 void lenv__split_files_free(lenv__split_file *files, size_t n);
 
 /* SHA-256 of the bytes; writes 32 bytes. Returns 0 or -1 (libcrypto failure). */

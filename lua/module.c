@@ -137,7 +137,130 @@ static int l_verify_math_equal(lua_State *L)
     return 1;
 }
 
+/* ---- tool calls ------------------------------------------------------------ */
+
+#define GUARD_META "envsrv.guard"
+
+/* C memory a function holds while it may raise: freed by __gc if it does. */
+typedef struct guard {
+    json_t *json;
+    char *text;
+} guard;
+
+/* [-0, +1, m] */
+static guard *push_guard(lua_State *L)
+{
+    guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    g->json = NULL;
+    g->text = NULL;
+    luaL_setmetatable(L, GUARD_META);
+    return g;
+}
+
+/* The Lua value at idx as JSON, held by a new guard pushed on the stack;
+ * raises "envsrv.verify.FN: WHAT is not JSON: ..." otherwise. [-0, +1, e] */
+static json_t *guarded_json(lua_State *L, int idx, const char *fn, const char *what)
+{
+    char err[160];
+    guard *g = push_guard(L);
+    g->json = lenv__to_json(L, idx, 0, err, sizeof err);
+    if (g->json == NULL)
+        luaL_error(L, "envsrv.verify.%s: %s is not JSON: %s", fn, what, err);
+    return g->json;
+}
+
+/* envsrv.verify.tool_calls(completion) -> calls | nil, reason [-1, +1|2, e]
+ * The calls in a completion, {{name = "f", arguments = {...}}, ...}, in the
+ * formats vf_tool_calls_parse reads; nil and "no tool call" when there is
+ * none, nil and the reason when one is broken. */
+static int l_verify_tool_calls(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char reason[VF_TOOL_REASON_MAX];
+    guard *g = push_guard(L);
+    int rc = vf_tool_calls_parse(&g->json, s, len, reason, sizeof reason);
+    if (rc == -2)
+        return luaL_error(L, "envsrv.verify.tool_calls: out of memory");
+    if (rc != 0 || json_array_size(g->json) == 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, rc != 0 ? reason : "no tool call");
+        return 2;
+    }
+    lenv__push_json(L, g->json);
+    json_decref(g->json);
+    g->json = NULL;
+    return 1;
+}
+
+/* envsrv.verify.bfcl(completion, functions, ground_truth [, {partial = bool}])
+ *   -> number, table [-3|4, +2, e]
+ * BFCL's AST match (vf_bfcl_score): the reward and {valid, reason, message,
+ * calls_expected, calls_given, calls_right, params_right, params_total}.
+ * Malformed functions or ground truth is an error (bad data). */
+static int l_verify_bfcl(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    int partial = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lua_getfield(L, 4, "partial");
+        partial = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    json_t *functions = guarded_json(L, 2, "bfcl", "functions");
+    json_t *gt = guarded_json(L, 3, "bfcl", "ground_truth");
+    vf_bfcl_result r;
+    int rc = vf_bfcl_score(&r, s, len, functions, gt, partial);
+    if (rc != 0)
+        return luaL_error(L, "envsrv.verify.bfcl: %s", r.message);
+    lua_pushnumber(L, r.reward);
+    lua_createtable(L, 0, 8);
+    lua_pushboolean(L, r.valid);
+    lua_setfield(L, -2, "valid");
+    lua_pushstring(L, r.reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushstring(L, r.message);
+    lua_setfield(L, -2, "message");
+    const struct { const char *k; size_t v; } counts[] = {
+        {"calls_expected", r.calls_expected}, {"calls_given", r.calls_given},
+        {"calls_right", r.calls_right}, {"params_right", r.params_right},
+        {"params_total", r.params_total},
+    };
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        lua_pushinteger(L, (lua_Integer)counts[i].v);
+        lua_setfield(L, -2, counts[i].k);
+    }
+    return 2;
+}
+
+/* envsrv.verify.schema(value, schema) -> boolean, table [-2, +2, e]
+ * Whether value fits the JSON Schema (vf_schema_validate), and the list of
+ * violations {{path = "$.a[1]", message = "..."}, ...} (at most 32). */
+static int l_verify_schema(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    json_t *value = guarded_json(L, 1, "schema", "the value");
+    json_t *schema = guarded_json(L, 2, "schema", "the schema");
+    guard *g = push_guard(L);
+    if ((g->json = json_array()) == NULL)
+        return luaL_error(L, "envsrv.verify.schema: out of memory");
+    int n = vf_schema_validate(g->json, value, schema, 32);
+    if (n < 0)
+        return luaL_error(L, "envsrv.verify.schema: out of memory");
+    lua_pushboolean(L, n == 0);
+    lenv__push_json(L, g->json);
+    return 2;
+}
+
 static const luaL_Reg verify_funcs[] = {
+    {"tool_calls", l_verify_tool_calls},
+    {"bfcl", l_verify_bfcl},
+    {"schema", l_verify_schema},
     {"gsm8k", l_verify_gsm8k},
     {"number", l_verify_number},
     {"extract_number", l_verify_extract_number},
@@ -149,14 +272,6 @@ static const luaL_Reg verify_funcs[] = {
 
 /* ---- envsrv.json -------------------------------------------------------------- */
 
-#define GUARD_META "envsrv.guard"
-
-/* C memory a function holds while it may raise: freed by __gc if it does. */
-typedef struct guard {
-    json_t *json;
-    char *text;
-} guard;
-
 /* [-1, +0, -] */
 static int guard_gc(lua_State *L)
 {
@@ -166,16 +281,6 @@ static int guard_gc(lua_State *L)
     g->json = NULL;
     g->text = NULL;
     return 0;
-}
-
-/* [-0, +1, m] */
-static guard *push_guard(lua_State *L)
-{
-    guard *g = lua_newuserdatauv(L, sizeof *g, 0);
-    g->json = NULL;
-    g->text = NULL;
-    luaL_setmetatable(L, GUARD_META);
-    return g;
 }
 
 /* envsrv.json.encode(value) -> string [-1, +1, e]
@@ -231,6 +336,7 @@ static const struct {
 } module_parts[] = {
     {"verify", verify_funcs},
     {"json", json_funcs},
+    {"sandbox", lenv__sandbox_funcs}, {"code", lenv__code_funcs},
     {NULL, NULL},
 };
 

@@ -544,6 +544,8 @@ int lenv__state_open(lenv__state *st, const char *src, size_t len, const char *d
     st->ref_env = st->ref_randomseed = st->ref_def = LUA_NOREF;
     st->ref_prompt = st->ref_answer = st->ref_metadata = LUA_NOREF;
     st->ref_reward = st->ref_reset = st->ref_step = LUA_NOREF;
+    st->ref_tools = st->ref_tools_fn = LUA_NOREF;
+    st->tool_docs = NULL;
     st->mem_limit = mem_limit;
     st->instruction_limit = instruction_limit;
     st->chunks_budget = (instruction_limit + LENV__HOOK_CHUNK - 1) / LENV__HOOK_CHUNK;
@@ -577,7 +579,11 @@ int lenv__state_open(lenv__state *st, const char *src, size_t len, const char *d
 
 void lenv__state_close(lenv__state *st)
 {
-    if (st == NULL || st->L == NULL)
+    if (st == NULL)
+        return;
+    json_decref(st->tool_docs);
+    st->tool_docs = NULL;
+    if (st->L == NULL)
         return;
     lua_close(st->L);
     st->L = NULL;

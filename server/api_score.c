@@ -34,6 +34,37 @@ static int check_completions(srv__response *resp, const json_t *arr, const char 
     return 0;
 }
 
+/* The transcript form: {"item_id" | "item", "messages": [...]} replays a
+ * dialogue the trainer ran itself through the env's reset/step (multi-turn
+ * envs), so it gets the rewards envsrv would have given. */
+static void score_transcript(srv__response *resp, srv__request *req, lenv_env *env, size_t idx,
+                             json_t *body, json_t *messages)
+{
+    json_t *out = NULL;
+    if (!json_is_array(messages)) {
+        srv__reply_error(resp, 422, "invalid_field",
+                         "field 'messages' must be an array of messages, got %s", srv__json_kind(messages));
+        return;
+    }
+    const json_t *item = NULL;
+    const char *item_id = NULL;
+    if (srv__resolve_item(&item, &item_id, resp, req->srv, idx, body) != 0)
+        return;
+    lenv_error err = { 0 };
+    if (lenv_replay(&out, env, item, messages, &err) != 0) {
+        srv__reply_lenv_error(resp, req->srv, idx, &err);
+        return;
+    }
+    srv__metrics_scored(req->srv->metrics, idx, 1, json_number_value(json_object_get(out, "total")));
+    if (json_object_set_new(out, "env_version", json_string(lenv_version(env))) != 0 ||
+        json_object_set_new(out, "item_id", item_id ? json_string(item_id) : json_null()) != 0) {
+        json_decref(out);
+        srv__reply_error(resp, 500, "internal", "out of memory");
+        return;
+    }
+    srv__reply_json(resp, 200, out);
+}
+
 void srv__api_score(srv__response *resp, srv__request *req)
 {
     const char *stack_texts[STACK_COMPLETIONS];
@@ -51,8 +82,17 @@ void srv__api_score(srv__response *resp, srv__request *req)
         return;
 
     json_t *arr = json_object_get(body, "completions");
+    json_t *messages = json_object_get(body, "messages");
+    if (arr && messages) {
+        srv__reply_error(resp, 400, "bad_request", "give either 'completions' or 'messages', not both");
+        goto done;
+    }
+    if (messages) {
+        score_transcript(resp, req, env, idx, body, messages);
+        goto done;
+    }
     if (!arr) {
-        srv__reply_error(resp, 400, "bad_request", "missing field 'completions'");
+        srv__reply_error(resp, 400, "bad_request", "missing field 'completions' (or 'messages' for a transcript)");
         goto done;
     }
     if (!json_is_array(arr)) {

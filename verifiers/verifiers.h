@@ -147,4 +147,113 @@ int vf_math_score(vf_math_result *out, const char *completion, size_t clen,
 
 /* ---- end of MATH section ---------------------------------------------------- */
 
+/* ---- tool calls (verifiers/toolcall.c, schema.c, bfcl.c) -------------------- */
+/*
+ * Tool calls as models emit them, checked against JSON Schemas and matched
+ * against Berkeley Function Calling Leaderboard (BFCL) ground truth. These
+ * functions take and return Jansson values; every returned value is a new
+ * reference the caller must json_decref().
+ */
+#include <jansson.h>
+
+/* Longest reason / message written by the functions below, with the NUL. */
+#define VF_TOOL_REASON_MAX 256
+
+/* Most calls taken from one completion; more is a parse error. */
+#define VF_TOOL_MAX_CALLS 64
+
+/*
+ * Finds the tool calls in a completion. Understood, in this order:
+ *   - Hermes / Qwen: one or more <tool_call>{"name": ..., "arguments": {...}}</tool_call>
+ *     (a missing last </tool_call> is tolerated);
+ *   - otherwise the JSON in ```json fences, or the whole text when it starts
+ *     with '{' or '[' (after an optional Llama-3 <|python_tag|>), as
+ *       a bare call            {"name": ..., "arguments": {...}}
+ *       a Llama-3 call         {"name": ..., "parameters": {...}}  (several may be
+ *                              separated by ';')
+ *       OpenAI tool calls      {"tool_calls": [{"type": "function", "function":
+ *                              {"name": ..., "arguments": "<JSON text>"}}]}, a bare
+ *                              list of such objects, or an assistant message
+ *       a list of any of the above.
+ * `arguments` may be an object or a JSON text holding one (OpenAI's form);
+ * absent means {}. Text inside <think>...</think> is ignored.
+ *
+ * On success returns 0 and *out is a new array of {"name": string,
+ * "arguments": object} in the order written: empty when the completion holds
+ * no tool call at all (plain prose). Returns -1 when something is written as
+ * a tool call but is broken (bad JSON, no name, arguments not an object, too
+ * many calls); *out is NULL and `reason` holds one line saying what and
+ * where ("tool call 2: invalid JSON: '}' expected near end of file"). `reason`
+ * may be NULL. Returns -2 on out-of-memory.
+ */
+int vf_tool_calls_parse(json_t **out, const char *text, size_t len, char *reason, size_t cap);
+
+/*
+ * Validates `value` against a JSON Schema (the subset tools use): type (a
+ * name or a list of names; "dict" is "object", "float" is "number", "tuple"
+ * is "array", "any" accepts anything; an integral real counts as an integer),
+ * properties, required, additionalProperties (boolean or schema), items,
+ * enum, const, minimum, maximum, exclusiveMinimum, exclusiveMaximum,
+ * minLength, maxLength (in UTF-8 characters), minItems, maxItems. Unknown
+ * keywords are ignored. An empty object passes as an empty array (values
+ * from Lua cannot tell them apart); the BFCL matcher treats them as equal too.
+ *
+ * Appends one {"path": "$.a.b[2]", "message": "..."} per violation to
+ * `violations` (an array the caller owns), at most `max` of them, and returns
+ * how many were found (0: valid; the count may exceed `max`). Returns -1 on
+ * out-of-memory. Nesting deeper than 64 levels is itself a violation.
+ */
+int vf_schema_validate(json_t *violations, const json_t *value, const json_t *schema,
+                       size_t max);
+
+/* Outcome of a BFCL match. `reason` is a static string:
+ *   "ok", "no_tool_call", "parse_error", "wrong_count", "wrong_function",
+ *   "missing_param", "unexpected_param", "wrong_type", "wrong_value",
+ *   "missing_optional" (a parameter whose answers do not include "" is absent). */
+typedef struct vf_bfcl_result {
+    double reward;          /* 1.0 when valid; else 0.0, or the partial credit */
+    int valid;              /* every call matched (BFCL's verdict) */
+    const char *reason;
+    char message[VF_TOOL_REASON_MAX]; /* one line: which call, parameter and values */
+    size_t calls_expected;  /* ground-truth calls */
+    size_t calls_given;     /* calls found in the completion */
+    size_t calls_right;     /* ground-truth calls matched exactly */
+    size_t params_right;    /* over the pairs the partial credit counted */
+    size_t params_total;
+} vf_bfcl_result;
+
+/*
+ * Matches parsed calls (as from vf_tool_calls_parse) against BFCL ground truth
+ * the way BFCL's AST checker does. `functions` is the record's list of
+ * function docs ({"name", "parameters": {"properties", "required"}});
+ * `ground_truth` is a list of {func_name: {param: [acceptable values...]}}.
+ * Rules: the number of calls must equal the ground truth's; calls pair up in
+ * any order (a maximum matching, so parallel calls are order-free); names
+ * match exactly or with '.' written as '_'; every required parameter must be
+ * present and every given one known; a parameter whose list holds "" may be
+ * omitted, any other must be given; types follow the doc (an integer is
+ * accepted for a float; a value of the answers' own type is accepted too, as
+ * BFCL does); strings compare after BFCL's normalization (lowercase, without
+ * spaces and , . / - _ * ^, ' read as "); lists compare element by element in
+ * order, dicts key by key against their own lists of acceptable values;
+ * numbers compare by value (1 equals 1.0).
+ *
+ * With `partial` set, an invalid match earns the fraction of parameters right
+ * over the best pairing of calls with the same function, divided by the larger
+ * of the expected and given call counts (so wrong functions, missing and
+ * extra calls all cost). Returns 0 with *out filled, or -1 when the ground
+ * truth or function docs are malformed (out->message says how).
+ */
+int vf_bfcl_match(vf_bfcl_result *out, const json_t *calls, const json_t *functions,
+                  const json_t *ground_truth, int partial);
+
+/* Parses the completion's calls (vf_tool_calls_parse) and matches them
+ * (vf_bfcl_match). A completion without calls scores 0 with reason
+ * "no_tool_call"; broken calls score 0 with "parse_error". Returns as
+ * vf_bfcl_match, or -2 on out-of-memory. */
+int vf_bfcl_score(vf_bfcl_result *out, const char *completion, size_t len,
+                  const json_t *functions, const json_t *ground_truth, int partial);
+
+/* ---- end of tool calls section ---------------------------------------------- */
+
 #endif
