@@ -15,8 +15,8 @@ DATA    ?= $(abspath ../shared/data)
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libjansson-dev liblua5.4-dev \
-            libcmocka-dev libgmp-dev libssl-dev libseccomp-dev lua5.4 wrk python3 curl
-PC_PKGS  := libmicrohttpd jansson lua5.4 gmp libcrypto libseccomp
+            libcmocka-dev libgmp-dev libssl-dev libseccomp-dev zlib1g-dev lua5.4 wrk python3 curl
+PC_PKGS  := libmicrohttpd jansson lua5.4 gmp libcrypto libseccomp zlib
 
 ifeq ($(SAN),1)
 BUILD   := build-san
