@@ -37,6 +37,13 @@ typedef struct http_req {
     int status;              /* what was queued; 0 before that */
     int too_large;           /* a chunked body went over --max-body */
     size_t discarded;        /* bytes dropped since then */
+    /* A SRV__ROUTE_POOL request: the connection is suspended while `job`
+     * runs `pool_handler` on the worker pool into `deferred`; `deferred_ready`
+     * (set before the resume) tells the call after the resume to send it. */
+    srv__job job;
+    srv__handler pool_handler;
+    srv__response deferred;
+    atomic_int deferred_ready;
 } http_req;
 
 /* Bytes of an over-limit chunked body read and dropped before the connection
@@ -109,6 +116,11 @@ static const char *req_query(const srv__request *creq, const char *key)
     return out;
 }
 
+static const char *req_header(const srv__request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
 /* ---- answers ------------------------------------------------------------------ */
 
 /* Queues resp on conn; the body goes to libmicrohttpd without a copy. */
@@ -125,6 +137,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, http_req *hr, 
         r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type ? resp->content_type : "application/json");
     if (ok == MHD_YES && resp->allow[0])
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
+    if (ok == MHD_YES && resp->retry_after_s) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", resp->retry_after_s);
+        ok = MHD_add_response_header(r, "Retry-After", secs);
+    }
     if (ok == MHD_YES && resp->www_authenticate)
         ok = MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"envsrv\"");
     if (ok == MHD_YES)
@@ -171,6 +188,50 @@ static enum MHD_Result answer_early(struct MHD_Connection *conn, http_req *hr, s
     return send_response(conn, hr, resp);
 }
 
+/* ---- slow routes on the worker pool ------------------------------------------ */
+
+/* Runs on a pool worker (or, cancelled, on the thread stopping the pool).
+ * After MHD_resume_connection the request may be completed and freed at any
+ * moment by an HTTP thread, so nothing touches `hr` after it. */
+static void pool_job(srv__job *job, int cancelled)
+{
+    http_req *hr = (http_req *)((char *)job - offsetof(http_req, job));
+    if (cancelled) {
+        srv__reply_error(&hr->deferred, 503, "shutting_down", "the server is shutting down");
+        hr->deferred.retry_after_s = 1;
+    } else {
+        hr->pool_handler(&hr->deferred, &hr->req);
+        if (!hr->deferred.body)
+            srv__reply_error(&hr->deferred, 500, "internal", "handler gave no answer");
+    }
+    atomic_store(&hr->deferred_ready, 1);
+    MHD_resume_connection(hr->req.conn);
+}
+
+/* Suspends the connection and queues its handler on the pool, so the HTTP
+ * thread goes back to other connections. Suspending comes first: a worker
+ * may finish and resume before this function returns, and resuming a
+ * connection that is not yet suspended would be lost. A full queue (or a
+ * stopping pool) answers 503 through the same suspend/resume path. */
+static enum MHD_Result run_on_pool(struct MHD_Connection *conn, http_req *hr, srv__handler handler)
+{
+    hr->pool_handler = handler;
+    hr->job.fn = pool_job;
+    MHD_suspend_connection(conn);
+    int rc = srv__pool_submit(hr->req.srv->pool, &hr->job);
+    if (rc != 0) {
+        if (rc == -2)
+            srv__reply_error(&hr->deferred, 503, "shutting_down", "the server is shutting down");
+        else
+            srv__reply_error(&hr->deferred, 503, "queue_full",
+                             "too many runs are waiting for a sandbox worker; retry later");
+        hr->deferred.retry_after_s = 1;
+        atomic_store(&hr->deferred_ready, 1);
+        MHD_resume_connection(conn);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -179,6 +240,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     srv_server *srv = cls;
     http_req *hr = *con_cls;
     srv__response resp = { 0 };
+
+    if (hr && atomic_exchange(&hr->deferred_ready, 0)) {
+        /* Resumed after a pool job: send what it answered (once). */
+        resp = hr->deferred;
+        memset(&hr->deferred, 0, sizeof hr->deferred);
+        return send_response(conn, hr, &resp);
+    }
 
     if (!hr) {
         /* First call: headers are in, the body (if any) is not. */
@@ -191,6 +259,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         hr->req.srv = srv;
         hr->req.conn = conn;
         hr->req.query = req_query;
+        hr->req.header = req_header;
         hr->req.route = SRV__ROUTE_UNMATCHED;
         *con_cls = hr;
         atomic_fetch_add(&srv->in_flight, 1);
@@ -273,6 +342,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         hr->req.body[hr->req.body_len] = '\0';
     srv__handler handler = hr->handler;
     hr->handler = NULL;
+    if (hr->req.route >= 0 && (srv__routes[hr->req.route].flags & SRV__ROUTE_POOL))
+        return run_on_pool(conn, hr, handler);
     handler(&resp, &hr->req);
     if (!resp.body) /* a handler must always answer; this is our bug, not the client's */
         srv__reply_error(&resp, 500, "internal", "handler gave no answer");
@@ -394,6 +465,8 @@ int srv_start(srv_server **out, const srv_options *opts, char *errbuf, size_t er
                                      (uint64_t)(opts->episode_ttl_s ? opts->episode_ttl_s
                                                                     : SRV_DEFAULT_EPISODE_TTL) * 1000u);
     srv->metrics = srv__metrics_new(opts->envs, opts->n_envs);
+    if (srv->metrics && srv__buffer_new(&srv->buffer, &opts->buffer, errbuf, errlen) != 0)
+        goto done;
     if ((opts->api_key && opts->api_key[0] && !srv->api_key) || !srv->envs || !srv->episodes ||
         !srv->metrics) {
         snprintf(errbuf, errlen, "out of memory");
@@ -409,7 +482,23 @@ int srv_start(srv_server **out, const srv_options *opts, char *errbuf, size_t er
     if (fd < 0)
         goto done;
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    /* The sandbox settings, with the maxima defaulted, and the pool for the
+     * SRV__ROUTE_POOL routes. */
+    srv->sandbox = opts->sandbox;
+    sbx_limits *mx = &srv->sandbox.max;
+    mx->cpu_ms = mx->cpu_ms ? mx->cpu_ms : SRV_DEFAULT_SANDBOX_CPU_MS;
+    mx->wall_ms = mx->wall_ms ? mx->wall_ms : SRV_DEFAULT_SANDBOX_WALL_MS;
+    mx->memory_mb = mx->memory_mb ? mx->memory_mb : SRV_DEFAULT_SANDBOX_MEMORY_MB;
+    mx->output_bytes = mx->output_bytes ? mx->output_bytes : SRV_DEFAULT_SANDBOX_OUTPUT;
+    srv->sandbox.workers = srv->sandbox.workers ? srv->sandbox.workers : srv_default_threads();
+    srv->sandbox.queue = srv->sandbox.queue ? srv->sandbox.queue : SRV_DEFAULT_SANDBOX_QUEUE;
+    srv->pool = srv__pool_new(srv->sandbox.workers, srv->sandbox.queue, errbuf, errlen);
+    if (!srv->pool)
+        goto done;
+
+    /* MHD_ALLOW_SUSPEND_RESUME: pool routes suspend their connection. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+                     MHD_ALLOW_SUSPEND_RESUME;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
     if (is_v6)
         flags |= MHD_USE_IPv6;
@@ -453,6 +542,10 @@ void srv_stop(srv_server *srv)
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
+    /* Queued pool jobs are answered 503 and running ones finish (and resume
+     * their connections) before the drain below, which they are part of; a
+     * pool route arriving later is answered 503 at once. */
+    srv__pool_stop(srv->pool);
     drain_sync *ds = srv->drain_sync;
     atomic_store(&srv->draining, 1);
     struct timespec deadline;
@@ -475,6 +568,8 @@ void srv_free(srv_server *srv)
     srv_stop(srv);
     srv_episodes_free(srv->episodes);
     srv__metrics_free(srv->metrics);
+    srv__buffer_free(srv->buffer);
+    srv__pool_free(srv->pool);
     free(srv->envs);
     free(srv->api_key);
     if (srv->drain_sync) {

@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 
 #include "lua/lenv.h"
+#include "sandbox/sandbox.h"
 #include "server/server.h"
 
 #define MAX_ENVS 64
@@ -43,6 +44,21 @@ static const char usage[] =
     "  --max-body BYTES          largest request body, e.g. 16M, 1G (default 16M)\n"
     "  --max-episodes N          open episodes at most (default 10000)\n"
     "  --episode-ttl SECONDS     idle time before an episode expires (default 600)\n"
+    "  --sandbox MODE            best-effort (default: the strongest isolation the host\n"
+    "                            allows) or strict (refuse to start without every layer)\n"
+    "  --sandbox-workers N       threads running sandboxed code (default: online cores)\n"
+    "  --sandbox-queue N         runs waiting for a worker before 503 (default 1024)\n"
+    "  --sandbox-limits LIST     maxima a run may ask for, e.g. cpu_ms=10000,wall_ms=30000,\n"
+    "                            memory_mb=1024,output_bytes=8M (these are the defaults)\n"
+    "  --max-queue N             trajectory buffer: sequences queued before 503 (default 16384)\n"
+    "  --sync MODE               async (default) or sequential: a batch holds only groups of\n"
+    "                            the current policy version (POST /v1/policy)\n"
+    "  --max-staleness K         async: drop groups more than K policy versions old\n"
+    "  --drop-flat-groups        drop groups whose scores are all equal (counted in /status)\n"
+    "  --vocab-size N            reject token ids of N or more (default 2^31)\n"
+    "  --journal DIR             journal accepted groups in DIR (default ./.envsrv)\n"
+    "  --no-journal              keep the trajectory buffer in memory only\n"
+    "  --journal-compact BYTES   compact the journal past this many dead bytes (default 64M)\n"
     "\n"
     "The API is described in docs/api.md. Stop the server with Ctrl-C (SIGINT) or SIGTERM.\n";
 
@@ -131,6 +147,52 @@ static void parse_data(data_arg *d, const char *s)
     d->src.path = eq + 1;
 }
 
+/* --sandbox-limits cpu_ms=N,wall_ms=N,memory_mb=N,output_bytes=SIZE: any
+ * subset, each within the sandbox's own caps (sandbox/sandbox.h). */
+static void parse_sandbox_limits(sbx_limits *max, const char *s)
+{
+    char buf[256];
+    if (strlen(s) >= sizeof buf)
+        bad_args("--sandbox-limits: '%.40s...' is too long", s);
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq)
+            bad_args("--sandbox-limits: '%s' is not NAME=VALUE", tok);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(tok, "cpu_ms") == 0)
+            max->cpu_ms = (uint32_t)parse_uint("--sandbox-limits cpu_ms", v, 1, SBX_MAX_CPU_MS);
+        else if (strcmp(tok, "wall_ms") == 0)
+            max->wall_ms = (uint32_t)parse_uint("--sandbox-limits wall_ms", v, 1, SBX_MAX_WALL_MS);
+        else if (strcmp(tok, "memory_mb") == 0)
+            max->memory_mb = (uint32_t)parse_uint("--sandbox-limits memory_mb", v, 16, SBX_MAX_MEMORY_MB);
+        else if (strcmp(tok, "output_bytes") == 0) {
+            size_t n = parse_size("--sandbox-limits output_bytes", v);
+            if (n > SBX_MAX_OUTPUT)
+                bad_args("--sandbox-limits: output_bytes=%s is over the sandbox's cap of %u", v,
+                         SBX_MAX_OUTPUT);
+            max->output_bytes = (uint32_t)n;
+        } else
+            bad_args("--sandbox-limits: unknown limit '%s' (known: cpu_ms, wall_ms, memory_mb, "
+                     "output_bytes)", tok);
+    }
+}
+
+/* The sandbox tier and layers this host allows, for --version. */
+static void print_sandbox_probe(void)
+{
+    sbx_probe_info info;
+    sbx_probe(&info);
+    printf("sandbox: %s (cgroup v%d%s)\n", sbx_tier_name(info.tier), info.cgroup_version,
+           info.as_root ? ", as root" : "");
+    for (unsigned bit = 1; bit & SBX_LAYERS_ALL; bit <<= 1)
+        printf("  %-4s %s\n", (info.layers & bit) ? "yes" : "no", sbx_layer_name(bit));
+    if (info.message[0])
+        printf("  %s\n", info.message);
+}
+
 static void parse_args(config *cfg, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -142,7 +204,16 @@ static void parse_args(config *cfg, int argc, char **argv)
         if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
             printf("envsrv %s\n%s\nlibmicrohttpd %s\nJansson %s\n", SRV_VERSION, LUA_RELEASE,
                    MHD_get_version(), JANSSON_VERSION);
+            print_sandbox_probe();
             exit(0);
+        }
+        if (strcmp(arg, "--drop-flat-groups") == 0) {
+            cfg->srv.buffer.drop_flat_groups = 1;
+            continue;
+        }
+        if (strcmp(arg, "--no-journal") == 0) {
+            cfg->srv.buffer.no_journal = 1;
+            continue;
         }
         if (strncmp(arg, "--", 2) != 0)
             bad_args("unexpected argument '%s'", arg);
@@ -157,7 +228,10 @@ static void parse_args(config *cfg, int argc, char **argv)
         name[nlen] = '\0';
         static const char *const known[] = { "--env", "--data", "--host", "--port", "--threads",
                                              "--api-key", "--max-body", "--max-episodes",
-                                             "--episode-ttl" };
+                                             "--episode-ttl", "--sandbox", "--sandbox-workers",
+                                             "--sandbox-queue", "--sandbox-limits",
+                                             "--max-queue", "--sync", "--max-staleness",
+                                             "--vocab-size", "--journal", "--journal-compact" };
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(name, known[k]) == 0;
@@ -196,6 +270,33 @@ static void parse_args(config *cfg, int argc, char **argv)
             cfg->srv.max_episodes = (size_t)parse_uint(name, value, 1, 100000000);
         } else if (strcmp(name, "--episode-ttl") == 0) {
             cfg->srv.episode_ttl_s = (unsigned)parse_uint(name, value, 1, 30u * 24 * 3600);
+        } else if (strcmp(name, "--sandbox") == 0) {
+            if (strcmp(value, "strict") != 0 && strcmp(value, "best-effort") != 0)
+                bad_args("--sandbox: '%s' is not strict or best-effort", value);
+            cfg->srv.sandbox.strict = strcmp(value, "strict") == 0;
+        } else if (strcmp(name, "--sandbox-workers") == 0) {
+            cfg->srv.sandbox.workers = (unsigned)parse_uint(name, value, 1, MAX_THREADS);
+        } else if (strcmp(name, "--sandbox-queue") == 0) {
+            cfg->srv.sandbox.queue = (size_t)parse_uint(name, value, 1, 1000000);
+        } else if (strcmp(name, "--sandbox-limits") == 0) {
+            parse_sandbox_limits(&cfg->srv.sandbox.max, value);
+        } else if (strcmp(name, "--max-queue") == 0) {
+            cfg->srv.buffer.max_queue = (size_t)parse_uint(name, value, 1, 1000000000);
+        } else if (strcmp(name, "--sync") == 0) {
+            if (strcmp(value, "sequential") != 0 && strcmp(value, "async") != 0)
+                bad_args("--sync: '%s' is not sequential or async", value);
+            cfg->srv.buffer.sync_sequential = strcmp(value, "sequential") == 0;
+        } else if (strcmp(name, "--max-staleness") == 0) {
+            cfg->srv.buffer.has_max_staleness = 1;
+            cfg->srv.buffer.max_staleness = (unsigned)parse_uint(name, value, 0, 1000000000);
+        } else if (strcmp(name, "--vocab-size") == 0) {
+            cfg->srv.buffer.vocab_size = (long long)parse_uint(name, value, 1, 2147483648ULL);
+        } else if (strcmp(name, "--journal") == 0) {
+            if (!value[0])
+                bad_args("--journal needs a directory");
+            cfg->srv.buffer.journal_dir = value;
+        } else if (strcmp(name, "--journal-compact") == 0) {
+            cfg->srv.buffer.journal_compact = parse_size(name, value);
         }
     }
 }
@@ -320,6 +421,25 @@ int main(int argc, char **argv)
     if (!cfg.srv.threads)
         cfg.srv.threads = srv_default_threads();
 
+    /* The sandbox first, before any env is opened (the Lua side's lazy
+     * initialisation then finds it done) and before any thread exists. */
+    {
+        srv_sandbox_options *sb = &cfg.srv.sandbox;
+        sbx_options so = SBX_OPTIONS_INIT;
+        so.mode = sb->strict ? SBX_MODE_STRICT : SBX_MODE_BEST_EFFORT;
+        if (sbx_init(&sb->probe, &so, sb->init_error, sizeof sb->init_error) != 0) {
+            if (sb->strict) {
+                fprintf(stderr, "envsrv: %s\n", sb->init_error);
+                goto done;
+            }
+            /* Best effort and no tier at all: serve envs, refuse runs. */
+            fprintf(stderr, "envsrv: warning: sandbox unavailable, code runs are refused: %s\n",
+                    sb->init_error);
+        } else {
+            sb->ready = 1;
+        }
+    }
+
     /* Load every environment, one Lua state per worker thread. */
     for (size_t i = 0; i < cfg.n_envs; i++) {
         char key[256];
@@ -393,6 +513,9 @@ int main(int argc, char **argv)
         printf("env %s version %s: %s\n", lenv_name(envs[i]), lenv_version(envs[i]),
                lenv_description(envs[i]));
     printf("%u worker threads%s\n", srv_threads(srv), cfg.srv.api_key ? ", API key required" : "");
+    printf("sandbox: %s (%s)\n",
+           cfg.srv.sandbox.ready ? sbx_tier_name(sbx_current_tier()) : "unavailable",
+           cfg.srv.sandbox.strict ? "strict" : "best-effort");
     print_example(envs[0], base_url, cfg.srv.api_key);
     fflush(stdout);
 

@@ -10,15 +10,31 @@
 #include "server/server_int.h"
 
 const srv__route srv__routes[] = {
-    { "GET", "/health", srv__api_health },
-    { "GET", "/metrics", srv__api_metrics },
-    { "GET", "/v1/envs", srv__api_envs_list },
-    { "GET", "/v1/envs/{env}", srv__api_env_get },
-    { "GET", "/v1/envs/{env}/items/{id}", srv__api_item_get },
-    { "POST", "/v1/envs/{env}/sample", srv__api_sample },
-    { "POST", "/v1/envs/{env}/score", srv__api_score },
-    { "POST", "/v1/envs/{env}/episodes", srv__api_episode_create },
-    { "POST", "/v1/episodes/{id}/step", srv__api_episode_step },
+    { "GET", "/health", srv__api_health, SRV__ROUTE_INLINE },
+    { "GET", "/metrics", srv__api_metrics, SRV__ROUTE_INLINE },
+    { "GET", "/v1/envs", srv__api_envs_list, SRV__ROUTE_INLINE },
+    { "GET", "/v1/envs/{env}", srv__api_env_get, SRV__ROUTE_INLINE },
+    { "GET", "/v1/envs/{env}/items/{id}", srv__api_item_get, SRV__ROUTE_INLINE },
+    { "POST", "/v1/envs/{env}/sample", srv__api_sample, SRV__ROUTE_INLINE },
+    { "POST", "/v1/envs/{env}/score", srv__api_score, SRV__ROUTE_INLINE },
+    { "POST", "/v1/envs/{env}/episodes", srv__api_episode_create, SRV__ROUTE_INLINE },
+    { "POST", "/v1/episodes/{id}/step", srv__api_episode_step, SRV__ROUTE_INLINE },
+    { "GET", "/v1/sandbox", srv__api_sandbox_info, SRV__ROUTE_INLINE },
+    { "POST", "/v1/sandbox/run", srv__api_sandbox_run, SRV__ROUTE_POOL },
+    /* Atropos-compatible trajectory buffer (docs/trajectory.md). */
+    { "POST", "/register", srv__api_register, SRV__ROUTE_INLINE },
+    { "POST", "/register-env", srv__api_register_env, SRV__ROUTE_INLINE },
+    { "POST", "/disconnect-env", srv__api_disconnect_env, SRV__ROUTE_INLINE },
+    { "POST", "/scored_data", srv__api_scored_data, SRV__ROUTE_INLINE },
+    { "POST", "/scored_data_list", srv__api_scored_data_list, SRV__ROUTE_INLINE },
+    { "GET", "/batch", srv__api_batch, SRV__ROUTE_INLINE },
+    { "GET", "/status", srv__api_status, SRV__ROUTE_INLINE },
+    { "GET", "/status-env", srv__api_status_env, SRV__ROUTE_INLINE },
+    { "GET", "/info", srv__api_info, SRV__ROUTE_INLINE },
+    { "GET", "/wandb_info", srv__api_wandb_info, SRV__ROUTE_INLINE },
+    { "GET", "/latest_example", srv__api_latest_example, SRV__ROUTE_INLINE },
+    { "GET", "/reset_data", srv__api_reset_data, SRV__ROUTE_INLINE },
+    { "POST", "/v1/policy", srv__api_policy, SRV__ROUTE_INLINE },
 };
 const size_t srv__n_routes = sizeof srv__routes / sizeof srv__routes[0];
 

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "lua/lenv.h"
+#include "sandbox/sandbox.h"
 
 #define SRV_VERSION "0.1.0"
 
@@ -29,6 +30,43 @@
 #define SRV_DEFAULT_EPISODE_TTL  600          /* seconds idle before an episode expires */
 #define SRV_CONNECTION_TIMEOUT   30           /* seconds of silence before a connection is dropped */
 #define SRV_SHUTDOWN_GRACE_MS    10000        /* how long srv_stop waits for in-flight requests */
+
+/* The trajectory buffer (Atropos-compatible, docs/trajectory.md). All zero
+ * means the defaults below. */
+#define SRV_DEFAULT_MAX_QUEUE       16384      /* sequences queued before 503 */
+#define SRV_DEFAULT_JOURNAL_DIR     ".envsrv"
+#define SRV_DEFAULT_JOURNAL_COMPACT (64u << 20) /* bytes of dead records before compaction */
+
+typedef struct srv_buffer_options {
+    size_t max_queue;          /* sequences; 0 means SRV_DEFAULT_MAX_QUEUE */
+    int sync_sequential;       /* --sync sequential: a batch holds only the current version */
+    int has_max_staleness;     /* async: drop groups more than max_staleness versions old */
+    unsigned max_staleness;
+    int drop_flat_groups;      /* drop groups whose scores are all equal */
+    const char *journal_dir;   /* borrowed; NULL means SRV_DEFAULT_JOURNAL_DIR */
+    int no_journal;            /* keep everything in memory only */
+    size_t journal_compact;    /* 0 means SRV_DEFAULT_JOURNAL_COMPACT */
+    long long vocab_size;      /* token ids must be below it; 0 means below 2^31 */
+} srv_buffer_options;
+
+/* The sandbox API (POST /v1/sandbox/run, GET /v1/sandbox) and the worker
+ * pool that runs it. main.c calls sbx_init() and copies what it found here;
+ * limits of a run are clamped to the maxima (0 means the defaults below). */
+#define SRV_DEFAULT_SANDBOX_QUEUE     1024      /* runs waiting for a worker before 503 */
+#define SRV_DEFAULT_SANDBOX_CPU_MS    10000
+#define SRV_DEFAULT_SANDBOX_WALL_MS   30000
+#define SRV_DEFAULT_SANDBOX_MEMORY_MB 1024
+#define SRV_DEFAULT_SANDBOX_OUTPUT    (8u << 20)
+
+typedef struct srv_sandbox_options {
+    int ready;                 /* sbx_init succeeded: runs are possible */
+    int strict;                /* --sandbox strict (reported by GET /v1/sandbox) */
+    unsigned workers;          /* pool threads; 0 means the number of online cores */
+    size_t queue;              /* 0 means SRV_DEFAULT_SANDBOX_QUEUE */
+    sbx_limits max;            /* cpu_ms, wall_ms, memory_mb, output_bytes; 0 means default */
+    sbx_probe_info probe;      /* what sbx_init found */
+    char init_error[256];      /* why not ready ("" when ready) */
+} srv_sandbox_options;
 
 typedef struct srv_options {
     const char *host;        /* address to bind, borrowed; NULL means "127.0.0.1" */
@@ -43,9 +81,11 @@ typedef struct srv_options {
      * states so that no worker waits for another's Lua state. */
     lenv_env *const *envs;
     size_t n_envs;
+    srv_buffer_options buffer; /* the trajectory buffer; all zero means defaults */
+    srv_sandbox_options sandbox; /* the sandbox API; all zero means "not initialised" */
 } srv_options;
 
-#define SRV_OPTIONS_INIT { NULL, SRV_DEFAULT_PORT, 0, NULL, 0, 0, 0, NULL, 0 }
+#define SRV_OPTIONS_INIT { NULL, SRV_DEFAULT_PORT, 0, NULL, 0, 0, 0, NULL, 0, { 0 }, { 0 } }
 
 typedef struct srv_server srv_server;
 

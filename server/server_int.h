@@ -26,6 +26,8 @@
 #define SRV__MAX_PARAM_LEN 1024     /* bytes of one decoded path parameter */
 
 typedef struct srv__metrics srv__metrics;
+typedef struct srv__pool srv__pool;
+typedef struct srv__buffer srv__buffer;
 
 /* The server object. Everything here is set at start and read-only while the
  * daemon runs, except what is atomic or behind the store's own lock. */
@@ -43,6 +45,9 @@ struct srv_server {
     atomic_long in_flight;      /* requests between first callback and completion */
     atomic_int draining;        /* set by srv_stop: completions signal `drained` */
     void *drain_sync;           /* owned: mutex + condvar, see server.c */
+    srv__pool *pool;            /* owned: runs the SRV__ROUTE_POOL routes */
+    srv_sandbox_options sandbox; /* copied from srv_options, limits defaulted */
+    srv__buffer *buffer;        /* owned: the trajectory buffer (buffer.c) */
 };
 
 /* One HTTP request as the handlers see it. Created by http.c on the first
@@ -64,6 +69,9 @@ typedef struct srv__request {
     void *conn;                 /* the transport's connection, for the accessors */
     char *scratch[4];           /* owned: decoded query values handed out by `query` */
     size_t n_scratch;
+    /* Request header `name` (case-insensitive), borrowed for the request, or
+     * NULL when absent. */
+    const char *(*header)(const struct srv__request *req, const char *name);
 } srv__request;
 
 /* What a handler answers. The body is either owned (freed with free()) or
@@ -76,6 +84,7 @@ typedef struct srv__response {
     const char *content_type;   /* static; NULL means application/json */
     char allow[32];             /* "GET, POST" for 405, else "" */
     int www_authenticate;       /* 401: add WWW-Authenticate: Bearer */
+    unsigned retry_after_s;     /* 503: add Retry-After when non-zero */
 } srv__response;
 
 typedef void (*srv__handler)(srv__response *resp, srv__request *req);
@@ -84,10 +93,17 @@ typedef void (*srv__handler)(srv__response *resp, srv__request *req);
 
 #define SRV__ROUTE_UNMATCHED (-1)
 
+/* Route flags. SRV__ROUTE_POOL: the handler may take long (it runs
+ * untrusted code), so http.c suspends the connection and runs it on the
+ * worker pool instead of on an HTTP thread; a full queue is a 503. */
+#define SRV__ROUTE_INLINE 0
+#define SRV__ROUTE_POOL   1
+
 typedef struct srv__route {
     const char *method;
     const char *pattern;        /* "/v1/envs/{env}/items/{id}"; also the metrics label */
     srv__handler handler;
+    int flags;                  /* SRV__ROUTE_* */
 } srv__route;
 
 extern const srv__route srv__routes[];
@@ -147,6 +163,158 @@ void srv__api_score(srv__response *resp, srv__request *req);
 void srv__api_episode_create(srv__response *resp, srv__request *req);
 void srv__api_episode_step(srv__response *resp, srv__request *req);
 void srv__api_metrics(srv__response *resp, srv__request *req);
+void srv__api_sandbox_info(srv__response *resp, srv__request *req);
+void srv__api_sandbox_run(srv__response *resp, srv__request *req);
+
+/* ---- workers.c: the worker pool -------------------------------------------------- */
+
+/* One job: a node the submitter owns (embedded in its request) and keeps
+ * alive until `fn` has run. `fn` runs exactly once: on a worker with
+ * cancelled = 0, or, for a job still queued at srv__pool_stop, on the thread
+ * calling it with cancelled = 1. */
+typedef struct srv__job srv__job;
+typedef void (*srv__job_fn)(srv__job *job, int cancelled);
+struct srv__job {
+    srv__job_fn fn;
+    srv__job *next;             /* the queue's link */
+};
+
+/* Starts `workers` threads (0 is taken as 1) over a FIFO of at most
+ * queue_max waiting jobs. Returns a pool to free with srv__pool_free, or NULL
+ * with a one-line reason in errbuf. */
+srv__pool *srv__pool_new(unsigned workers, size_t queue_max, char *errbuf, size_t errlen);
+
+/* Queues `job` (borrowed until its fn has run). Returns 0, -1 when the
+ * queue is full, or -2 when the pool is stopping; fn is then never called. */
+int srv__pool_submit(srv__pool *p, srv__job *job);
+
+/* Jobs waiting, jobs running and worker threads, read under the lock. */
+void srv__pool_stats(size_t *queued, unsigned *running, unsigned *workers, srv__pool *p);
+
+/* Cancels the queued jobs (their fn runs with cancelled = 1, on this
+ * thread), waits for the running ones and joins the workers. Later submits
+ * fail. Calling it twice is harmless; NULL does nothing. */
+void srv__pool_stop(srv__pool *p);
+
+/* srv__pool_stop()s if needed and frees the pool; NULL does nothing. */
+void srv__pool_free(srv__pool *p);
+
+/* The Atropos-compatible trajectory routes (api_atropos.c, docs/trajectory.md). */
+void srv__api_register(srv__response *resp, srv__request *req);
+void srv__api_register_env(srv__response *resp, srv__request *req);
+void srv__api_disconnect_env(srv__response *resp, srv__request *req);
+void srv__api_scored_data(srv__response *resp, srv__request *req);
+void srv__api_scored_data_list(srv__response *resp, srv__request *req);
+void srv__api_batch(srv__response *resp, srv__request *req);
+void srv__api_status(srv__response *resp, srv__request *req);
+void srv__api_status_env(srv__response *resp, srv__request *req);
+void srv__api_info(srv__response *resp, srv__request *req);
+void srv__api_wandb_info(srv__response *resp, srv__request *req);
+void srv__api_latest_example(srv__response *resp, srv__request *req);
+void srv__api_reset_data(srv__response *resp, srv__request *req);
+void srv__api_policy(srv__response *resp, srv__request *req);
+
+/* ---- buffer.c: the trajectory buffer ------------------------------------------
+ *
+ * Scored GRPO groups from environment workers, queued oldest-first, validated,
+ * bounded, stamped with a policy version and journaled (journal.c); the
+ * trainer takes fixed-size batches. One module for every producer: the HTTP
+ * routes above and in-process callers (built-in environments, bench/) use the
+ * same functions. Thread-safe: one mutex for the state; fsyncs run outside it
+ * and are shared between concurrent callers (group commit).
+ *
+ * Every function returns 0 or one of the codes below with a one-line message
+ * in err (errlen bytes) that can be shown to a user as it is.
+ */
+#define SRV__BUF_EINVALID  (-1)   /* bad input: 422 */
+#define SRV__BUF_EFULL     (-2)   /* the queue is at --max-queue: 503 + Retry-After */
+#define SRV__BUF_EIO       (-3)   /* the journal could not be written: 500 */
+#define SRV__BUF_ENOTFOUND (-4)   /* unknown env_id: 404 */
+#define SRV__BUF_ESTATE    (-5)   /* no trainer registered yet: 409 */
+#define SRV__BUF_ENOMEM    (-6)
+
+/* Opens the buffer and rebuilds its state from the journal, if any. *out is
+ * a new buffer the caller frees with srv__buffer_free (NULL is fine). */
+int srv__buffer_new(srv__buffer **out, const srv_buffer_options *opts, char *err, size_t errlen);
+void srv__buffer_free(srv__buffer *b);
+
+/* POST /register: *out is a new reference {"uuid"}. `cfg` is borrowed. */
+int srv__buffer_register(json_t **out, srv__buffer *b, const json_t *cfg, char *err, size_t errlen);
+
+/* POST /register-env: *out is a new reference (Atropos's answer). */
+int srv__buffer_register_env(json_t **out, srv__buffer *b, const json_t *req, char *err, size_t errlen);
+
+/* POST /disconnect-env. */
+int srv__buffer_disconnect_env(srv__buffer *b, long long env_id, char *err, size_t errlen);
+
+/*
+ * Validates every group of the array `groups`, then queues all of them or
+ * none, and returns once they are durable in the journal. The groups are
+ * taken by reference (the buffer adds "policy_version" and the optional
+ * fields as null); the caller keeps its reference to the array and must not
+ * change the groups afterwards. *accepted counts the groups queued (flat
+ * groups dropped under --drop-flat-groups are not). `raw`, when not NULL,
+ * holds the JSON text each group was parsed from (raw_lens[i] bytes,
+ * borrowed): the journal then stores it as it is instead of encoding the
+ * group again, which is a third of the cost of a push. As in Atropos, a
+ * group whose size differs from its env's group_size waits in that env's
+ * buffer until buffered groups add up to group_size; *buffer_size (when not
+ * NULL) is then the sequences waiting there, else -1.
+ */
+int srv__buffer_push(size_t *accepted, long long *buffer_size, srv__buffer *b, json_t *groups,
+                     const char *const *raw, const size_t *raw_lens, char *err, size_t errlen);
+
+/* GET /batch: *out is a new reference to an array of groups holding exactly
+ * batch_size sequences, or NULL when no batch can be formed yet. */
+int srv__buffer_batch(json_t **out, srv__buffer *b, char *err, size_t errlen);
+
+/* POST /v1/policy: announces the trainer's current policy version. */
+int srv__buffer_set_policy(json_t **out, srv__buffer *b, long long version, char *err, size_t errlen);
+
+/* GET /status, /info, /wandb_info, /latest_example: new references (NULL
+ * only when out of memory). */
+json_t *srv__buffer_status(srv__buffer *b);
+json_t *srv__buffer_info(srv__buffer *b);
+json_t *srv__buffer_wandb_info(srv__buffer *b);
+json_t *srv__buffer_latest(srv__buffer *b);
+
+/* GET /status-env: *out is a new reference. */
+int srv__buffer_status_env(json_t **out, srv__buffer *b, long long env_id, char *err, size_t errlen);
+
+/* GET /reset_data: forgets the trainer, the envs, the queue and the step. */
+int srv__buffer_reset(srv__buffer *b, char *err, size_t errlen);
+
+/* ---- journal.c: the buffer's write-ahead log -------------------------------------
+ *
+ * One file DIR/journal of framed records (magic, length, CRC-32, payload).
+ * Appends are serialized by the caller; srv__journal_sync makes everything up
+ * to a ticket durable, one fdatasync serving every thread waiting at the time.
+ */
+typedef struct srv__journal srv__journal;
+
+/* Called once per intact record while opening, in file order. */
+typedef int (*srv__journal_replay_fn)(void *payload, const char *rec, size_t len, char *err,
+                                      size_t errlen);
+
+/* Opens DIR/journal when it exists (replaying it, dropping a torn tail) and
+ * otherwise creates it at the first append. *out must be srv__journal_free'd. */
+int srv__journal_open(srv__journal **out, const char *dir, srv__journal_replay_fn fn, void *payload,
+                      char *err, size_t errlen);
+void srv__journal_free(srv__journal *j);
+
+/* Appends n records in one write; *ticket is what srv__journal_sync waits for. */
+int srv__journal_append(uint64_t *ticket, srv__journal *j, char *const *recs, const size_t *lens,
+                        size_t n, char *err, size_t errlen);
+
+/* Returns once everything appended up to `ticket` is on disk. */
+int srv__journal_sync(srv__journal *j, uint64_t ticket, char *err, size_t errlen);
+
+/* Replaces the file with `recs` (a snapshot of the live state), atomically. */
+int srv__journal_rewrite(srv__journal *j, char *const *recs, const size_t *lens, size_t n, char *err,
+                         size_t errlen);
+
+/* Bytes in the journal file now. */
+uint64_t srv__journal_size(srv__journal *j);
 
 /* ---- metrics.c ------------------------------------------------------------------ */
 

@@ -3,7 +3,8 @@
  * the calculator env with a tool the env runs (a good call, a schema
  * violation that goes back to the model as a tool error), the max_turns limit,
  * and transcript replay through POST /v1/envs/{env}/score with "messages"
- * (the same transcript always gives the same JSON).
+ * (the same transcript always gives the same JSON); a wordle game and a
+ * BFCL-style function call scored over HTTP.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,7 +32,8 @@ static int g_up;
 static int group_setup(void **state)
 {
     (void)state;
-    static const char *const args[] = { "--env", "guess", "--env", "calculator", "--threads", "2", NULL };
+    static const char *const args[] = { "--env", "guess", "--env", "calculator", "--env", "wordle",
+                                        "--env", "tools", "--threads", "2", NULL };
     g_up = tsup_bin() && tsup_server_start(&g_srv, args) == 0;
     return 0;
 }
@@ -210,6 +212,49 @@ static void test_multiturn_http_score__transcript_replay(void **state)
     json_decref(j);
 }
 
+static void test_multiturn_http_wordle__feedback_then_win(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    const char *ep = start_episode("wordle", "w1");   /* target "crane" */
+    json_t *j = step(ep, "sheep", 200);
+    assert_false(json_is_true(json_object_get(j, "done")));
+    assert_true(json_number_value(json_object_get(j, "reward")) == 0.0);
+    assert_non_null(json_object_get(json_object_get(j, "info"), "marks"));
+    json_decref(j);
+    j = step(ep, "crane", 200);
+    assert_true(json_is_true(json_object_get(j, "done")));
+    double r = json_number_value(json_object_get(j, "reward"));
+    assert_true(r > 0.0 && r < 1.0);   /* won on the second guess */
+    json_decref(j);
+}
+
+static void test_multiturn_http_tools__bfcl_call_scored(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    const char *body =
+        "{\"item_id\": \"simple_python_sample_0\", \"completions\": ["
+        "\"<tool_call>{\\\"name\\\": \\\"geometry.rectangle_area\\\", \\\"arguments\\\": "
+        "{\\\"width\\\": 4.5, \\\"height\\\": 2}}</tool_call>\","
+        "\"<tool_call>{\\\"name\\\": \\\"geometry.rectangle_area\\\", \\\"arguments\\\": "
+        "{\\\"width\\\": 5, \\\"height\\\": 2}}</tool_call>\","
+        "\"I cannot call tools.\"]}";
+    int status = 0;
+    json_t *j = tsup_call(&status, g_srv.port, "POST", "/v1/envs/tools/score", body);
+    assert_int_equal(status, 200);
+    json_t *rewards = json_object_get(j, "rewards");
+    assert_true(json_number_value(json_array_get(rewards, 0)) == 1.0);   /* int 2 for float 2.0 is fine */
+    assert_true(json_number_value(json_array_get(rewards, 1)) < 1.0);    /* wrong width */
+    assert_true(json_number_value(json_array_get(rewards, 2)) == 0.0);   /* no call */
+    json_decref(j);
+    /* The item view carries the tool list in OpenAI format. */
+    j = tsup_call(&status, g_srv.port, "GET", "/v1/envs/tools/items/simple_python_sample_0", NULL);
+    assert_int_equal(status, 200);
+    assert_true(json_array_size(json_object_get(j, "tools")) >= 1);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +262,8 @@ int main(void)
         cmocka_unit_test(test_multiturn_http_guess__max_turns),
         cmocka_unit_test(test_multiturn_http_calculator__tool_calls),
         cmocka_unit_test(test_multiturn_http_score__transcript_replay),
+        cmocka_unit_test(test_multiturn_http_wordle__feedback_then_win),
+        cmocka_unit_test(test_multiturn_http_tools__bfcl_call_scored),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
