@@ -557,6 +557,7 @@ end
 return {
   name = "code",
   description = "Python functions (HumanEval/MBPP); reward 1 when all tests pass in the sandbox",
+  long_running = true,   -- runs code in the sandbox: the server scores it on its worker pool
   version = "1",
   dataset = { test = "data/code/test.jsonl" },
   default_split = "test",

@@ -167,6 +167,7 @@ end
 return {
   name = "code_io",
   description = "stdin/stdout programs (Python, C, C++) judged on test cases in the sandbox",
+  long_running = true,   -- runs code in the sandbox: the server scores it on its worker pool
   version = "1",
   dataset = { test = "data/code_io/test.jsonl" },
   default_split = "test",

@@ -35,11 +35,15 @@ struct lenv_env {
     char dataset_hash[17];
     uint64_t seed;        /* the version as a number: the root of every call's seed */
     int multi_turn;
+    int long_running;     /* the definition's long_running: its calls may take seconds */
     lenv_limits limits;
     json_t *params;       /* owned: object */
     split *splits;        /* owned; sorted by name */
     size_t n_splits;
     json_t *by_id;        /* owned: id -> record (references into splits) */
+    int generated;        /* procedural: items come from generate(), levels below */
+    int level_min, level_max;
+    lenv__curriculum *curriculum; /* owned; procedural envs only */
 
     lenv__state *states;  /* owned: n_states of them */
     size_t n_states;
@@ -52,7 +56,7 @@ struct lenv_env {
 
 /* ---- the pool ---------------------------------------------------------------- */
 
-static lenv__state *acquire(lenv_env *env)
+lenv__state *lenv__acquire(lenv_env *env)
 {
     pthread_mutex_lock(&env->mu);
     while (env->n_free == 0)
@@ -62,7 +66,7 @@ static lenv__state *acquire(lenv_env *env)
     return st;
 }
 
-static void release(lenv_env *env, lenv__state *st)
+void lenv__release(lenv_env *env, lenv__state *st)
 {
     pthread_mutex_lock(&env->mu);
     env->free_states[env->n_free++] = (size_t)(st - env->states);
@@ -186,7 +190,7 @@ static void append_new(lua_State *L, json_t *arr, json_t *v)
 
 /* ---- definitions ------------------------------------------------------------- */
 
-enum { F_STRING, F_VERSION, F_TABLE, F_FUNCTION, F_TOOLS };
+enum { F_STRING, F_VERSION, F_TABLE, F_FUNCTION, F_TOOLS, F_BOOLEAN };
 
 static const struct {
     const char *name;
@@ -209,6 +213,9 @@ static const struct {
     {"reward", F_FUNCTION, 0},
     {"reset", F_FUNCTION, 0},
     {"step", F_FUNCTION, 0},
+    {"generate", F_FUNCTION, 0},
+    {"levels", F_TABLE, 0},
+    {"long_running", F_BOOLEAN, 0},
     {NULL, 0, 0},
 };
 
@@ -220,8 +227,10 @@ typedef struct def_ctx {
     char *files_pattern, *join_dir, *join_key; /* data_format; NULL when absent */
     json_t *params;
     json_t *dataset;        /* object split -> relative path */
+    int long_running;
     int multi_turn;
     lenv_limits limits;
+    int generated, level_min, level_max;
 } def_ctx;
 
 static void def_ctx_clear(def_ctx *c)
@@ -303,6 +312,35 @@ static void read_limits(lua_State *L, int t, lenv_limits *out)
     }
 }
 
+/* Procedural definitions: levels = {min = 1, max = N} (default {1, 1}),
+ * integers 0 <= min <= max <= 1000, and no dataset. [-0, +0, e] */
+static void read_levels(lua_State *L, int def, def_ctx *c)
+{
+    c->generated = 1;
+    c->level_min = c->level_max = 1;
+    if (lua_getfield(L, def, "dataset") != LUA_TNIL)
+        lenv__raise(L, LENV_EINVALID, 0, "a definition has either 'dataset' or 'generate', not "
+                    "both");
+    lua_pop(L, 1);
+    if (lua_getfield(L, def, "levels") == LUA_TTABLE) {
+        int t = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "min") != 0 && strcmp(k, "max") != 0)
+                lenv__raise(L, LENV_EINVALID, 0, "levels: unknown field '%s' (min, max)", k);
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 1000)
+                lenv__raise(L, LENV_EINVALID, 0, "levels.%s must be an integer from 0 to 1000", k);
+            *(strcmp(k, "min") == 0 ? &c->level_min : &c->level_max) = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        if (c->level_min > c->level_max)
+            lenv__raise(L, LENV_EINVALID, 0, "levels.min (%d) is above levels.max (%d)",
+                        c->level_min, c->level_max);
+    }
+    lua_pop(L, 1);
+}
+
 /* Validates the definition table and takes refs to its functions. [-1, +0, e] */
 static int def_impl(lua_State *L)
 {
@@ -328,6 +366,7 @@ static int def_impl(lua_State *L)
         int t = lua_getfield(L, def, def_fields[i].name);
         int want = def_fields[i].kind == F_FUNCTION ? LUA_TFUNCTION
                    : def_fields[i].kind == F_TABLE || def_fields[i].kind == F_TOOLS ? LUA_TTABLE
+                   : def_fields[i].kind == F_BOOLEAN                               ? LUA_TBOOLEAN
                                                     : LUA_TSTRING;
         int ok = t == want || (def_fields[i].kind == F_VERSION && t == LUA_TNUMBER) ||
                  (def_fields[i].kind == F_TOOLS && t == LUA_TFUNCTION);
@@ -367,10 +406,22 @@ static int def_impl(lua_State *L)
             *refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lenv__tools_load(L, st, def);
+    if (lua_getfield(L, def, "generate") == LUA_TFUNCTION)
+        st->ref_generate = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
     if (!c->first)
         return 0;
+    if (st->ref_generate != LUA_NOREF)
+        read_levels(L, def, c);
+    else if (lua_getfield(L, def, "levels") != LUA_TNIL)
+        return lenv__raise(L, LENV_EINVALID, 0, "definition field 'levels' needs 'generate'");
+    else
+        lua_pop(L, 1);
 
     c->multi_turn = has_reset;
+    c->long_running = lua_getfield(L, def, "long_running") == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
     c->limits = (lenv_limits){LENV_DEFAULT_MAX_TURNS, LENV_DEFAULT_MAX_CHARS,
                               LENV_DEFAULT_IDLE_TIMEOUT};
     if (lua_getfield(L, def, "limits") == LUA_TTABLE)
@@ -689,6 +740,9 @@ static void builtin_scan(void)
             continue;
         memcpy(builtin_names[builtin_n], f->name, len - 4);
         builtin_names[builtin_n][len - 4] = '\0';
+        /* Procedural families live in gen_<family>.lua and are named gen-<family>. */
+        if (strncmp(f->name, "gen_", 4) == 0)
+            builtin_names[builtin_n][3] = '-';
         builtin_n++;
     }
 }
@@ -733,6 +787,7 @@ void lenv_free(lenv_env *env)
         json_decref(env->splits[i].items);
     }
     free(env->splits);
+    lenv__curriculum_free(env->curriculum);
     json_decref(env->by_id);
     json_decref(env->params);
     free(env->name);
@@ -774,6 +829,8 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
         if (!valid_name(name))
             return unknown_env(err, name);
         snprintf(fname, sizeof fname, "%s.lua", name);
+        if (strncmp(fname, "gen-", 4) == 0)
+            fname[3] = '_';
         const lenv_embedded_file *f = lenv__embedded_find(fname);
         if (f == NULL)
             return unknown_env(err, name);
@@ -858,7 +915,16 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
     env->default_split = def.default_split;
     env->params = def.params;
     env->multi_turn = def.multi_turn;
+    env->long_running = def.long_running;
     env->limits = def.limits;
+    env->generated = def.generated;
+    env->level_min = def.level_min;
+    env->level_max = def.level_max;
+    if (env->generated &&
+        (env->curriculum = lenv__curriculum_new(env->level_min, env->level_max)) == NULL) {
+        rc = lenv__fail(err, LENV_ENOMEM, "out of memory");
+        goto done;
+    }
     def.name = def.description = def.default_split = NULL;
     def.params = NULL;
     if (env->description == NULL) {
@@ -907,6 +973,7 @@ const char *lenv_description(const lenv_env *env) { return env->description; }
 const char *lenv_version(const lenv_env *env) { return env->version; }
 const char *lenv_dataset_hash(const lenv_env *env) { return env->dataset_hash; }
 int lenv_is_multi_turn(const lenv_env *env) { return env->multi_turn; }
+int lenv_is_long_running(const lenv_env *env) { return env->long_running; }
 void lenv_get_limits(lenv_limits *out, const lenv_env *env) { *out = env->limits; }
 
 json_t *lenv_describe(const lenv_env *env, int with_params)
@@ -936,6 +1003,13 @@ json_t *lenv_describe(const lenv_env *env, int with_params)
         goto fail;
     if (with_params && json_object_set_new(d, "params", json_deep_copy(env->params)) != 0)
         goto fail;
+    if (env->generated &&
+        (json_object_set_new(d, "generated", json_true()) != 0 ||
+         json_object_set_new(d, "levels", json_pack("{s:i, s:i}", "min", env->level_min, "max",
+                                                    env->level_max)) != 0 ||
+         json_object_set_new(d, "curriculum",
+                             lenv_curriculum_state((lenv_env *)env)) != 0))
+        goto fail;
     return d;
 fail:
     json_decref(splits);
@@ -943,8 +1017,28 @@ fail:
     return NULL;
 }
 
+int lenv__levels(const lenv_env *env, int *min, int *max)
+{
+    if (min)
+        *min = env->level_min;
+    if (max)
+        *max = env->level_max;
+    return env->generated;
+}
+
+int lenv_is_generated(const lenv_env *env, int *min, int *max)
+{
+    return lenv__levels(env, min, max);
+}
+
+lenv__curriculum **lenv__curriculum_slot(lenv_env *env) { return &env->curriculum; }
+
 int lenv_item_find(const json_t **item, const lenv_env *env, const char *id, lenv_error *err)
 {
+    *item = NULL;
+    if (env->generated)
+        return lenv__fail(err, LENV_ENOTFOUND, "environment '%s' is procedural and stores no "
+                          "items; use lenv_item_get for '%.64s'", env->name, id ? id : "");
     *item = id ? json_object_get(env->by_id, id) : NULL;
     if (*item == NULL)
         return lenv__fail(err, LENV_ENOTFOUND, "unknown item '%.200s' in environment '%s'",
@@ -1028,15 +1122,15 @@ static int view_impl(lua_State *L)
     return 0;
 }
 
-static int run_views(json_t **out, lenv_env *env, const json_t *const *items, size_t n,
-                     int include_answer, lenv_error *err)
+int lenv__views(json_t **out, lenv_env *env, const json_t *const *items, size_t n,
+                int include_answer, lenv_error *err)
 {
     view_ctx c = {env, NULL, items, n, include_answer, json_array()};
     if (c.out == NULL)
         return lenv__fail(err, LENV_ENOMEM, "out of memory");
-    c.st = acquire(env);
+    c.st = lenv__acquire(env);
     int rc = lenv__state_pcall(c.st, view_impl, &c, err);
-    release(env, c.st);
+    lenv__release(env, c.st);
     if (rc != LENV_OK) {
         json_decref(c.out);
         return rc;
@@ -1052,7 +1146,7 @@ int lenv_item_view(json_t **out, lenv_env *env, const json_t *item, int include_
     *out = NULL;
     int rc = check_item(item, err);
     if (rc == LENV_OK)
-        rc = run_views(&arr, env, &item, 1, include_answer, err);
+        rc = lenv__views(&arr, env, &item, 1, include_answer, err);
     if (rc != LENV_OK)
         return rc;
     *out = json_incref(json_array_get(arr, 0));
@@ -1084,6 +1178,12 @@ int lenv_sample(json_t **out, lenv_env *env, const char *split_name, size_t n, u
 {
     *out = NULL;
     const split *sp = NULL;
+    if (env->generated) {
+        if (split_name)
+            return lenv__fail(err, LENV_ENOTFOUND, "environment '%s' is procedural and has no "
+                              "splits (asked for '%.64s')", env->name, split_name);
+        return lenv_sample_level(out, env, lenv_curriculum_level(env), n, seed, err);
+    }
     if (split_name) {
         sp = find_split(env, split_name);
     } else {
@@ -1140,7 +1240,7 @@ int lenv_sample(json_t **out, lenv_env *env, const char *split_name, size_t n, u
         idx[j] = t;
         items[i] = json_array_get(sp->items, idx[i]);
     }
-    rc = run_views(out, env, (const json_t *const *)items, n, 0, err);
+    rc = lenv__views(out, env, (const json_t *const *)items, n, 0, err);
 done:
     free(idx);
     free(items);
@@ -1245,9 +1345,9 @@ int lenv_score(json_t **out, lenv_env *env, const json_t *item, const char *cons
         rc = lenv__fail(err, LENV_ENOMEM, "out of memory");
         goto done;
     }
-    c.st = acquire(env);
+    c.st = lenv__acquire(env);
     rc = lenv__state_pcall(c.st, score_impl, &c, err);
-    release(env, c.st);
+    lenv__release(env, c.st);
     if (rc != LENV_OK)
         goto done;
     if (json_object_set(res, "rewards", c.rewards) != 0 ||
@@ -1467,9 +1567,9 @@ int lenv_reset(json_t **observation, json_t **state, lenv_env *env, const json_t
     if (rc != LENV_OK)
         return rc;
     episode_ctx c = {.env = env, .item = item, .seed = item_seed(env, item)};
-    c.st = acquire(env);
+    c.st = lenv__acquire(env);
     rc = lenv__state_pcall(c.st, reset_impl, &c, err);
-    release(env, c.st);
+    lenv__release(env, c.st);
     if (rc != LENV_OK) {
         json_decref(c.result);
         json_decref(c.state_out);
@@ -1522,9 +1622,9 @@ int lenv_step(json_t **result, json_t **state, lenv_env *env, const json_t *item
         }
         json_object_del(c.env_state, BOOK);
     }
-    c.st = acquire(env);
+    c.st = lenv__acquire(env);
     rc = lenv__state_pcall(c.st, step_impl, &c, err);
-    release(env, c.st);
+    lenv__release(env, c.st);
     json_decref(c.env_state);
     if (rc != LENV_OK) {
         json_decref(c.result);

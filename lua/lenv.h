@@ -109,6 +109,10 @@ const char *lenv_version(const lenv_env *env);
 /* 16 hex digits: a hash of the dataset files alone. */
 const char *lenv_dataset_hash(const lenv_env *env);
 int lenv_is_multi_turn(const lenv_env *env);
+/* 1 when the definition sets long_running = true: its calls may take seconds
+ * (it runs code in the sandbox), so the server runs them on its worker pool
+ * instead of an HTTP thread. */
+int lenv_is_long_running(const lenv_env *env);
 
 /*
  * Describes the environment: {"name", "description", "version", "dataset_hash",
@@ -124,7 +128,8 @@ json_t *lenv_describe(const lenv_env *env, int with_params);
  * Finds an item by id ("test-17", or the record's own id when the definition
  * names an `id_field`). *item is borrowed from env, valid until lenv_free(env).
  * Returns 0, or LENV_ENOTFOUND with err filled ("unknown item 'test-9999' in
- * environment 'gsm8k'").
+ * environment 'gsm8k'"). Procedural envs store no items: for them it is
+ * always LENV_ENOTFOUND (use lenv_item_get, which serves both kinds).
  */
 int lenv_item_find(const json_t **item, const lenv_env *env, const char *id, lenv_error *err);
 
@@ -229,8 +234,99 @@ void lenv_get_limits(lenv_limits *out, const lenv_env *env);
 int lenv_replay(json_t **out, lenv_env *env, const json_t *item, const json_t *messages,
                 lenv_error *err);
 
+/* ---- procedural environments (generate.c, challenge.c, curriculum.c) ----------
+ *
+ * A definition with `generate = function(seed, difficulty) -> item` and
+ * `levels = {min = 1, max = N}` instead of a dataset is procedural: its items
+ * are a pure function of (env name, difficulty, seed), so nothing is stored.
+ * Item ids are "d<difficulty>-s<seed>": decimal, no sign, no leading zeros,
+ * difficulty in [min, max], seed in [0, 2^63 - 1] ("d3-s12345"). Any other id
+ * is LENV_ENOTFOUND. See docs/lua-envs.md, "Procedural environments".
+ */
+
+/* 1 when env is procedural; then *min and *max (either may be NULL) are its
+ * difficulty levels. */
+int lenv_is_generated(const lenv_env *env, int *min, int *max);
+
+/*
+ * The item with this id, for both kinds of env: a stored record (dataset envs,
+ * as lenv_item_find) or the generated item (procedural envs; the same JSON,
+ * byte for byte, on every call, state, thread and machine). *item is a new
+ * reference the caller json_decref()s. Returns 0, LENV_ENOTFOUND (unknown or
+ * malformed id), or LENV_ESCRIPT (generate() failed).
+ */
+int lenv_item_get(json_t **item, lenv_env *env, const char *id, lenv_error *err);
+
+/*
+ * lenv_sample for procedural envs at a chosen difficulty: n item views with
+ * seeds drawn from `seed` (the same (level, n, seed) gives the same items on
+ * every machine). lenv_sample on a procedural env samples at the curriculum's
+ * current level (lenv_curriculum_level) and takes no split (split must be
+ * NULL). A level out of range is LENV_EINVALID; a dataset env LENV_EINVALID.
+ */
+int lenv_sample_level(json_t **out, lenv_env *env, int level, size_t n, uint64_t seed,
+                      lenv_error *err);
+
+/*
+ * Beacon-seeded challenge (docs/challenges.md): `count` items derived from a
+ * public random value. beacon_hex is 2 to 512 hex digits (even count, any
+ * case); count is 1 to LENV_MAX_CHALLENGE. Item i has
+ *   mac = HMAC-SHA256(key = beacon bytes, msg = "envsrv-challenge-v1|" + env
+ *         name + "|" + decimal i)
+ *   seed = mac[0..7] big-endian, top bit cleared;
+ *   difficulty = min + mac[8] mod (max - min + 1)
+ * *out is a new array of item views (no answers) with ids "d<difficulty>-s<seed>".
+ * A dataset env or a bad beacon/count is LENV_EINVALID.
+ */
+#define LENV_MAX_CHALLENGE 1000
+int lenv_challenge(json_t **out, lenv_env *env, const char *beacon_hex, size_t count,
+                   lenv_error *err);
+
+/*
+ * Curriculum (adaptive difficulty) of a procedural env. Each scored item's
+ * reward (clamped to [0, 1]) joins a sliding window of the last `window`
+ * rewards of its level; the mean is that level's solve-rate estimate. The
+ * current level moves one step at a time toward the level whose estimate is
+ * closest to `target`: up when the current level's estimate is above target +
+ * LENV_CURRICULUM_MARGIN, down when below target - margin, and only after
+ * window/8 (at least 8) new results at the current level since the last move.
+ * A move to a level with estimates requires that level to be closer to the
+ * target than the current one. All calls are thread-safe. Dataset envs have
+ * no curriculum: calls return LENV_EINVALID (level: 0).
+ */
+typedef struct lenv_curriculum_options {
+    double target;  /* solve rate to aim for, in (0, 1); default 0.5 */
+    size_t window;  /* results kept per level, 1 to 65536; default 256 */
+} lenv_curriculum_options;
+#define LENV_CURRICULUM_OPTIONS_INIT { 0.5, 256 }
+#define LENV_CURRICULUM_MARGIN 0.05
+
+/* Parses "target=0.5,window=256" (either or both, any order) into *out,
+ * which keeps its values for keys not given. */
+int lenv_curriculum_parse(lenv_curriculum_options *out, const char *spec, lenv_error *err);
+/* Sets the options and clears every count (the level goes back to min). */
+int lenv_curriculum_configure(lenv_env *env, const lenv_curriculum_options *opts,
+                              lenv_error *err);
+/* Records a reward of the item `id`; an id that is not a generated id of
+ * this env is LENV_ENOTFOUND (the caller may ignore it), a non-finite reward
+ * LENV_EINVALID. */
+int lenv_curriculum_record(lenv_env *env, const char *id, double reward, lenv_error *err);
+/* The level new items should come from (min before any result). */
+int lenv_curriculum_level(lenv_env *env);
+/* {"target", "window", "level", "levels": [{"level", "n", "solve_rate"}...]};
+ * a new reference, NULL for dataset envs or out of memory. */
+json_t *lenv_curriculum_state(lenv_env *env);
+/* Writes the state, with every window, to `path` (via a temporary file and
+ * rename, so a crash never leaves half a file). */
+int lenv_curriculum_save(lenv_env *env, const char *path, lenv_error *err);
+/* Restores a saved state. A missing file is LENV_ENOTFOUND (start fresh); a
+ * file for another env or other levels, or a malformed one, LENV_EIO, and the
+ * state is unchanged. */
+int lenv_curriculum_load(lenv_env *env, const char *path, lenv_error *err);
+
 /* The built-in environments, for `envsrv list`: the number of them, and the
- * name of the i-th (borrowed, static). */
+ * name of the i-th (borrowed, static). A built-in file envs/gen_<family>.lua
+ * is listed, and opened, as gen-<family>. */
 size_t lenv_builtin_count(void);
 const char *lenv_builtin_name(size_t i);
 

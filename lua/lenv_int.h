@@ -8,6 +8,9 @@
  *   convert.c  JSON <-> Lua values, bounded in depth
  *   dataset.c  files (embedded or on disk), JSONL, data overrides, hashing
  *   lenv.c     the public lenv_* functions: definitions, pool, items, scoring
+ *   generate.c procedural environments: item ids, generate(), lenv_item_get
+ *   challenge.c beacon-seeded challenges (HMAC-SHA256)
+ *   curriculum.c adaptive difficulty per environment
  */
 #ifndef ENVSRV_LENV_INT_H
 #define ENVSRV_LENV_INT_H
@@ -45,6 +48,7 @@ typedef struct lenv__state {
     int ref_randomseed;     /* registry ref of the real math.randomseed */
     int ref_def;            /* registry ref of the definition table */
     int ref_prompt, ref_answer, ref_metadata, ref_reward, ref_reset, ref_step;
+    int ref_generate;       /* generate(seed, difficulty) of procedural envs, else LUA_NOREF */
     /* Tools (tools.c): a list in the definition gives ref_tools (name -> the
      * tool's table) and tool_docs (owned: the OpenAI-format list); a function
      * gives ref_tools_fn. LUA_NOREF / NULL when the definition has none. */
@@ -199,5 +203,45 @@ int lenv__sha256_add(lenv__sha256 *h, const void *data, size_t len);
 /* Finishes and frees h; writes 16 hex digits (the first 8 bytes) and a NUL. */
 int lenv__sha256_hex16(lenv__sha256 *h, char out[17]);
 void lenv__sha256_free(lenv__sha256 *h);
+
+/* ---- lenv.c, for generate.c / challenge.c / curriculum.c --------------------- */
+
+/* The pool: acquire blocks until a state is idle; release gives it back. */
+lenv__state *lenv__acquire(lenv_env *env);
+void lenv__release(lenv_env *env, lenv__state *st);
+
+/* Item views of n items (lenv_item_view for each), as one new JSON array. */
+int lenv__views(json_t **out, lenv_env *env, const json_t *const *items, size_t n,
+                int include_answer, lenv_error *err);
+
+/* 1 when env is procedural (its definition has generate()); then *min and
+ * *max (either may be NULL) are its difficulty levels. */
+int lenv__levels(const lenv_env *env, int *min, int *max);
+
+/* The env's curriculum slot (owned by env; NULL for dataset envs). */
+typedef struct lenv__curriculum lenv__curriculum;
+lenv__curriculum **lenv__curriculum_slot(lenv_env *env);
+
+/* ---- generate.c --------------------------------------------------------------- */
+
+/* Longest generated item id ("d" + level + "-s" + 19 digits) plus the NUL. */
+#define LENV__GEN_ID_MAX 32
+
+/* Parses a generated item id "d<level>-s<seed>" strictly (see generate.c).
+ * Returns 1 and fills *level and *seed, or 0 when id is not of that form. */
+int lenv__gen_id_parse(const char *id, int *level, uint64_t *seed);
+void lenv__gen_id_format(char out[LENV__GEN_ID_MAX], int level, uint64_t seed);
+
+/* Runs generate() for each (levels[i], seeds[i]) in one pool state: *out is a
+ * new array of n items, each with its "id". Levels must be in range. */
+int lenv__generate(json_t **out, lenv_env *env, const int *levels, const uint64_t *seeds,
+                   size_t n, lenv_error *err);
+
+/* ---- curriculum.c ------------------------------------------------------------- */
+
+/* A curriculum for levels min..max with the default options, or NULL (out of
+ * memory). Freed by lenv__curriculum_free (NULL is fine). */
+lenv__curriculum *lenv__curriculum_new(int min, int max);
+void lenv__curriculum_free(lenv__curriculum *c);
 
 #endif

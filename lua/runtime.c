@@ -545,6 +545,7 @@ int lenv__state_open(lenv__state *st, const char *src, size_t len, const char *d
     st->ref_prompt = st->ref_answer = st->ref_metadata = LUA_NOREF;
     st->ref_reward = st->ref_reset = st->ref_step = LUA_NOREF;
     st->ref_tools = st->ref_tools_fn = LUA_NOREF;
+    st->ref_generate = LUA_NOREF;
     st->tool_docs = NULL;
     st->mem_limit = mem_limit;
     st->instruction_limit = instruction_limit;

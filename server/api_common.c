@@ -200,7 +200,7 @@ const char *srv__json_kind(const json_t *v)
     }
 }
 
-int srv__resolve_item(const json_t **item, const char **item_id, srv__response *resp,
+int srv__resolve_item(json_t **item, const char **item_id, srv__response *resp,
                       srv_server *srv, size_t env_index, const json_t *body)
 {
     *item = NULL;
@@ -222,7 +222,7 @@ int srv__resolve_item(const json_t **item, const char **item_id, srv__response *
             return -1;
         }
         json_t *own_id = json_object_get(inline_item, "id");
-        *item = inline_item;
+        *item = json_incref(inline_item);
         *item_id = json_is_string(own_id) ? json_string_value(own_id) : NULL;
         return 0;
     }
@@ -237,7 +237,8 @@ int srv__resolve_item(const json_t **item, const char **item_id, srv__response *
         return -1;
     }
     lenv_error err = { 0 };
-    if (lenv_item_find(item, srv->envs[env_index], s, &err) != 0) {
+    /* lenv_item_get serves dataset and procedural envs alike. */
+    if (lenv_item_get(item, srv->envs[env_index], s, &err) != 0) {
         srv__reply_lenv_error(resp, srv, env_index, &err);
         return -1;
     }

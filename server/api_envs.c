@@ -99,14 +99,16 @@ void srv__api_item_get(srv__response *resp, srv__request *req)
     int with_answer;
     if (query_flag(&with_answer, resp, req, "include_answer") != 0)
         return;
-    const json_t *item = NULL;
+    json_t *item = NULL;
     lenv_error err = { 0 };
     json_t *view = NULL;
-    if (lenv_item_find(&item, env, req->params[1], &err) != 0 ||
+    if (lenv_item_get(&item, env, req->params[1], &err) != 0 ||
         lenv_item_view(&view, env, item, with_answer, &err) != 0) {
+        json_decref(item);
         srv__reply_lenv_error(resp, req->srv, idx, &err);
         return;
     }
+    json_decref(item);
     srv__reply_json(resp, 200, view);
 }
 
@@ -172,5 +174,58 @@ void srv__api_sample(srv__response *resp, srv__request *req)
     srv__reply_json(resp, 200, out);
 done:
     json_decref(items);
+    json_decref(body);
+}
+
+/* POST /v1/envs/{env}/challenge {"beacon": "<hex>", "count": n}: n items of a
+ * procedural env derived from a public random value (docs/challenges.md), so
+ * anyone with the same beacon regenerates the same problems. */
+void srv__api_challenge(srv__response *resp, srv__request *req)
+{
+    size_t idx;
+    lenv_env *env = srv__find_env(&idx, resp, req, 0);
+    if (!env)
+        return;
+    json_t *body = srv__parse_object(resp, req, 0);
+    if (!body)
+        return;
+    json_t *items = NULL, *out = NULL;
+    json_t *beacon = json_object_get(body, "beacon");
+    json_t *count = json_object_get(body, "count");
+    if (!beacon) {
+        srv__reply_error(resp, 400, "bad_request", "missing field 'beacon'");
+        goto done;
+    }
+    if (!json_is_string(beacon)) {
+        srv__reply_error(resp, 422, "invalid_field", "field 'beacon' must be a hex string, got %s",
+                         srv__json_kind(beacon));
+        goto done;
+    }
+    json_int_t n = 1;
+    if (count) {
+        if (!json_is_integer(count) || json_integer_value(count) < 1 ||
+            json_integer_value(count) > LENV_MAX_CHALLENGE) {
+            srv__reply_error(resp, 422, "invalid_field", "field 'count' must be an integer from 1 to %d",
+                             LENV_MAX_CHALLENGE);
+            goto done;
+        }
+        n = json_integer_value(count);
+    }
+    lenv_error err = { 0 };
+    if (lenv_challenge(&items, env, json_string_value(beacon), (size_t)n, &err) != 0) {
+        srv__reply_lenv_error(resp, req->srv, idx, &err);
+        goto done;
+    }
+    out = json_pack("{s:o, s:s, s:O}", "items", items, "env_version", lenv_version(env), "beacon", beacon);
+    items = NULL; /* json_pack's "o" took it, even on failure */
+    if (!out) {
+        srv__reply_error(resp, 500, "internal", "out of memory");
+        goto done;
+    }
+    srv__reply_json(resp, 200, out);
+    out = NULL;
+done:
+    json_decref(items);
+    json_decref(out);
     json_decref(body);
 }

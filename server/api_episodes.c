@@ -18,7 +18,7 @@ static size_t env_index_of(const srv_server *srv, const lenv_env *env)
 
 void srv__api_episode_create(srv__response *resp, srv__request *req)
 {
-    json_t *observation = NULL, *state = NULL, *out = NULL;
+    json_t *observation = NULL, *state = NULL, *out = NULL, *item = NULL;
     size_t idx;
     lenv_env *env = srv__find_env(&idx, resp, req, 0);
     if (!env)
@@ -26,7 +26,6 @@ void srv__api_episode_create(srv__response *resp, srv__request *req)
     json_t *body = srv__parse_object(resp, req, 0);
     if (!body)
         return;
-    const json_t *item = NULL;
     const char *item_id = NULL;
     if (srv__resolve_item(&item, &item_id, resp, req->srv, idx, body) != 0)
         goto done;
@@ -45,7 +44,7 @@ void srv__api_episode_create(srv__response *resp, srv__request *req)
     /* Jansson's reference counts are atomic (JANSSON_THREAD_SAFE_REFCOUNT),
      * so the store may hold a reference to an item the env shares. */
     char id[SRV_EPISODE_ID_LEN + 1];
-    int rc = srv_episodes_create(id, req->srv->episodes, env, json_incref((json_t *)item), state,
+    int rc = srv_episodes_create(id, req->srv->episodes, env, json_incref(item), state,
                                  srv_now_ms());
     state = NULL; /* the store took it, whatever rc says */
     if (rc == SRV_EP_FULL) {
@@ -68,6 +67,7 @@ done:
     json_decref(out);
     json_decref(observation);
     json_decref(state);
+    json_decref(item);
     json_decref(body);
 }
 

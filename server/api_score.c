@@ -40,18 +40,19 @@ static int check_completions(srv__response *resp, const json_t *arr, const char 
 static void score_transcript(srv__response *resp, srv__request *req, lenv_env *env, size_t idx,
                              json_t *body, json_t *messages)
 {
-    json_t *out = NULL;
+    json_t *out = NULL, *item = NULL;
     if (!json_is_array(messages)) {
         srv__reply_error(resp, 422, "invalid_field",
                          "field 'messages' must be an array of messages, got %s", srv__json_kind(messages));
         return;
     }
-    const json_t *item = NULL;
     const char *item_id = NULL;
     if (srv__resolve_item(&item, &item_id, resp, req->srv, idx, body) != 0)
         return;
     lenv_error err = { 0 };
-    if (lenv_replay(&out, env, item, messages, &err) != 0) {
+    int rc = lenv_replay(&out, env, item, messages, &err);
+    json_decref(item);
+    if (rc != 0) {
         srv__reply_lenv_error(resp, req->srv, idx, &err);
         return;
     }
@@ -71,7 +72,7 @@ void srv__api_score(srv__response *resp, srv__request *req)
     size_t stack_lens[STACK_COMPLETIONS];
     const char **texts = stack_texts;
     size_t *lens = stack_lens;
-    json_t *out = NULL;
+    json_t *out = NULL, *item = NULL;
 
     size_t idx;
     lenv_env *env = srv__find_env(&idx, resp, req, 0);
@@ -106,7 +107,6 @@ void srv__api_score(srv__response *resp, srv__request *req)
                          "field 'completions' must hold 1 to %d strings, got %zu", LENV_MAX_COMPLETIONS, n);
         goto done;
     }
-    const json_t *item = NULL;
     const char *item_id = NULL;
     if (srv__resolve_item(&item, &item_id, resp, req->srv, idx, body) != 0)
         goto done;
@@ -131,6 +131,12 @@ void srv__api_score(srv__response *resp, srv__request *req)
     for (size_t i = 0; i < json_array_size(rewards); i++)
         sum += json_number_value(json_array_get(rewards, i));
     srv__metrics_scored(req->srv->metrics, idx, n, sum);
+    /* Procedural envs learn their solve rate per level from every result
+     * (the curriculum); ids that are not generated ids are none of its
+     * business, so its ENOTFOUND is ignored. */
+    if (item_id && lenv_is_generated(env, NULL, NULL))
+        for (size_t i = 0; i < json_array_size(rewards); i++)
+            lenv_curriculum_record(env, item_id, json_number_value(json_array_get(rewards, i)), &err);
 
     if (json_object_set_new(out, "env_version", json_string(lenv_version(env))) != 0 ||
         json_object_set_new(out, "item_id", item_id ? json_string(item_id) : json_null()) != 0) {
@@ -145,5 +151,6 @@ done:
     if (lens != stack_lens)
         free(lens);
     json_decref(out);
+    json_decref(item);
     json_decref(body);
 }

@@ -213,6 +213,24 @@ static void pool_job(srv__job *job, int cancelled)
  * may finish and resume before this function returns, and resuming a
  * connection that is not yet suspended would be lost. A full queue (or a
  * stopping pool) answers 503 through the same suspend/resume path. */
+/* Whether this request runs on the worker pool (see the SRV__ROUTE_* flags). */
+static int wants_pool(const srv_server *srv, const srv__request *req)
+{
+    int flags = srv__routes[req->route].flags;
+    if (flags & SRV__ROUTE_POOL)
+        return 1;
+    if (!(flags & SRV__ROUTE_POOL_IF_LONG))
+        return 0;
+    /* /v1/envs/{env}/...: that env. /v1/episodes/{id}/step names no env, so
+     * any long-running hosted env sends it to the pool. */
+    int by_env = req->n_params > 0 && strncmp(srv__routes[req->route].pattern, "/v1/envs/{env}", 14) == 0;
+    for (size_t i = 0; i < srv->n_envs; i++)
+        if (lenv_is_long_running(srv->envs[i]) &&
+            (!by_env || strcmp(lenv_name(srv->envs[i]), req->params[0]) == 0))
+            return 1;
+    return 0;
+}
+
 static enum MHD_Result run_on_pool(struct MHD_Connection *conn, http_req *hr, srv__handler handler)
 {
     hr->pool_handler = handler;
@@ -342,7 +360,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         hr->req.body[hr->req.body_len] = '\0';
     srv__handler handler = hr->handler;
     hr->handler = NULL;
-    if (hr->req.route >= 0 && (srv__routes[hr->req.route].flags & SRV__ROUTE_POOL))
+    if (hr->req.route >= 0 && wants_pool(srv, &hr->req))
         return run_on_pool(conn, hr, handler);
     handler(&resp, &hr->req);
     if (!resp.body) /* a handler must always answer; this is our bug, not the client's */

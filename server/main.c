@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <lua.h>
@@ -59,6 +60,9 @@ static const char usage[] =
     "  --journal DIR             journal accepted groups in DIR (default ./.envsrv)\n"
     "  --no-journal              keep the trajectory buffer in memory only\n"
     "  --journal-compact BYTES   compact the journal past this many dead bytes (default 64M)\n"
+    "  --curriculum target=0.5,window=256\n"
+    "                            adaptive difficulty of procedural (gen-*) envs; its state\n"
+    "                            is kept in the journal folder across restarts\n"
     "\n"
     "The API is described in docs/api.md. Stop the server with Ctrl-C (SIGINT) or SIGTERM.\n";
 
@@ -73,6 +77,7 @@ typedef struct config {
     size_t n_envs;
     data_arg data[MAX_DATA];
     size_t n_data;
+    const char *curriculum;  /* --curriculum spec, NULL for the defaults */
     srv_options srv;
 } config;
 
@@ -193,6 +198,71 @@ static void print_sandbox_probe(void)
         printf("  %s\n", info.message);
 }
 
+/* Where a procedural env's curriculum state lives between runs: beside the
+ * trajectory journal. 0, or -1 when there is no such place (--no-journal). */
+static int curriculum_path(char *out, size_t outlen, const lenv_env *env, const config *cfg)
+{
+    if (cfg->srv.buffer.no_journal)
+        return -1;
+    const char *dir = cfg->srv.buffer.journal_dir ? cfg->srv.buffer.journal_dir : SRV_DEFAULT_JOURNAL_DIR;
+    int n = snprintf(out, outlen, "%s/curriculum-%s.json", dir, lenv_name(env));
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+/* Configures (--curriculum) and restores the curriculum of a procedural env.
+ * A saved state that cannot be read is reported and replaced by a fresh one,
+ * never fatal; a bad --curriculum is (returns -1). */
+static int setup_curriculum(lenv_env *env, const config *cfg)
+{
+    if (!lenv_is_generated(env, NULL, NULL))
+        return 0;
+    lenv_error err = { 0 };
+    if (cfg->curriculum) {
+        lenv_curriculum_options co;
+        if (lenv_curriculum_parse(&co, cfg->curriculum, &err) != 0 ||
+            lenv_curriculum_configure(env, &co, &err) != 0) {
+            fprintf(stderr, "envsrv: --curriculum: %s\n", err.message);
+            return -1;
+        }
+    }
+    char path[1024];
+    if (curriculum_path(path, sizeof path, env, cfg) != 0)
+        return 0;
+    int rc = lenv_curriculum_load(env, path, &err);
+    if (rc != 0 && rc != LENV_ENOTFOUND)
+        fprintf(stderr, "envsrv: warning: %s: starting a fresh curriculum: %s\n", path, err.message);
+    if (rc == 0 && cfg->curriculum) {
+        /* The saved state brings its own options. When --curriculum asks for
+         * others, the counts were gathered for another target or window:
+         * start over with the new options, and say so. */
+        lenv_curriculum_options co;
+        lenv_curriculum_parse(&co, cfg->curriculum, &err);
+        json_t *st = lenv_curriculum_state(env);
+        int same = st && json_number_value(json_object_get(st, "target")) == co.target &&
+                   (size_t)json_integer_value(json_object_get(st, "window")) == co.window;
+        json_decref(st);
+        if (!same) {
+            fprintf(stderr, "envsrv: %s: --curriculum differs from the saved state; starting afresh\n",
+                    lenv_name(env));
+            lenv_curriculum_configure(env, &co, &err);
+        }
+    }
+    return 0;
+}
+
+static void save_curriculum(lenv_env *env, const config *cfg)
+{
+    char path[1024];
+    if (!lenv_is_generated(env, NULL, NULL) || curriculum_path(path, sizeof path, env, cfg) != 0)
+        return;
+    const char *dir = cfg->srv.buffer.journal_dir ? cfg->srv.buffer.journal_dir : SRV_DEFAULT_JOURNAL_DIR;
+    mkdir(dir, 0755);   /* may exist; a failure shows in the save below */
+    lenv_error err = { 0 };
+    if (lenv_curriculum_save(env, path, &err) != 0)
+        fprintf(stderr, "envsrv: warning: cannot save the curriculum of %s: %s\n", lenv_name(env),
+                err.message);
+}
+
 static void parse_args(config *cfg, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -231,7 +301,8 @@ static void parse_args(config *cfg, int argc, char **argv)
                                              "--episode-ttl", "--sandbox", "--sandbox-workers",
                                              "--sandbox-queue", "--sandbox-limits",
                                              "--max-queue", "--sync", "--max-staleness",
-                                             "--vocab-size", "--journal", "--journal-compact" };
+                                             "--vocab-size", "--journal", "--journal-compact",
+                                             "--curriculum" };
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(name, known[k]) == 0;
@@ -297,6 +368,12 @@ static void parse_args(config *cfg, int argc, char **argv)
             cfg->srv.buffer.journal_dir = value;
         } else if (strcmp(name, "--journal-compact") == 0) {
             cfg->srv.buffer.journal_compact = parse_size(name, value);
+        } else if (strcmp(name, "--curriculum") == 0) {
+            lenv_curriculum_options co;
+            lenv_error err = { 0 };
+            if (lenv_curriculum_parse(&co, value, &err) != 0)
+                bad_args("--curriculum: %s", err.message);
+            cfg->curriculum = value;
         }
     }
 }
@@ -348,7 +425,7 @@ static int cmd_list(void)
             rc = 1;
             continue;
         }
-        printf("%-16s %s\n", lenv_name(env), lenv_description(env));
+        printf("%-18s %s\n", lenv_name(env), lenv_description(env));
         lenv_free(env);
     }
     return rc;
@@ -361,11 +438,11 @@ static void print_example(lenv_env *env, const char *base_url, const char *api_k
     json_t *items = NULL, *view = NULL, *body = NULL;
     char *text = NULL;
     lenv_error err = { 0 };
-    const json_t *item = NULL;
+    json_t *item = NULL;
     if (lenv_sample(&items, env, NULL, 1, 0, &err) != 0)
         goto done;
     const char *id = json_string_value(json_object_get(json_array_get(items, 0), "id"));
-    if (!id || lenv_item_find(&item, env, id, &err) != 0 ||
+    if (!id || lenv_item_get(&item, env, id, &err) != 0 ||
         lenv_item_view(&view, env, item, 1, &err) != 0)
         goto done;
     /* A completion that ends with the reference answer, GSM8K-style. */
@@ -392,6 +469,7 @@ done:
     free(text);
     json_decref(body);
     json_decref(view);
+    json_decref(item);
     json_decref(items);
 }
 
@@ -486,6 +564,12 @@ int main(int argc, char **argv)
         }
     }
 
+    for (size_t i = 0; i < n_open; i++)
+        if (setup_curriculum(envs[i], &cfg) != 0) {
+            status = 2;
+            goto done;
+        }
+
     /* Block the shutdown signals before any thread exists, so every thread
      * inherits the mask and only sigwait() below ever sees them. */
     sigset_t stop_signals;
@@ -524,6 +608,8 @@ int main(int argc, char **argv)
         ;
     srv_free(srv);
     srv = NULL;
+    for (size_t i = 0; i < n_open; i++)
+        save_curriculum(envs[i], &cfg);
     status = 0;
 done:
     srv_free(srv);

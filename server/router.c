@@ -16,9 +16,10 @@ const srv__route srv__routes[] = {
     { "GET", "/v1/envs/{env}", srv__api_env_get, SRV__ROUTE_INLINE },
     { "GET", "/v1/envs/{env}/items/{id}", srv__api_item_get, SRV__ROUTE_INLINE },
     { "POST", "/v1/envs/{env}/sample", srv__api_sample, SRV__ROUTE_INLINE },
-    { "POST", "/v1/envs/{env}/score", srv__api_score, SRV__ROUTE_INLINE },
-    { "POST", "/v1/envs/{env}/episodes", srv__api_episode_create, SRV__ROUTE_INLINE },
-    { "POST", "/v1/episodes/{id}/step", srv__api_episode_step, SRV__ROUTE_INLINE },
+    { "POST", "/v1/envs/{env}/challenge", srv__api_challenge, SRV__ROUTE_INLINE },
+    { "POST", "/v1/envs/{env}/score", srv__api_score, SRV__ROUTE_POOL_IF_LONG },
+    { "POST", "/v1/envs/{env}/episodes", srv__api_episode_create, SRV__ROUTE_POOL_IF_LONG },
+    { "POST", "/v1/episodes/{id}/step", srv__api_episode_step, SRV__ROUTE_POOL_IF_LONG },
     { "GET", "/v1/sandbox", srv__api_sandbox_info, SRV__ROUTE_INLINE },
     { "POST", "/v1/sandbox/run", srv__api_sandbox_run, SRV__ROUTE_POOL },
     /* Atropos-compatible trajectory buffer (docs/trajectory.md). */

@@ -98,6 +98,11 @@ typedef void (*srv__handler)(srv__response *resp, srv__request *req);
  * worker pool instead of on an HTTP thread; a full queue is a 503. */
 #define SRV__ROUTE_INLINE 0
 #define SRV__ROUTE_POOL   1
+/* SRV__ROUTE_POOL_IF_LONG: on the pool when the env of the request (path
+ * parameter 0, or for episode steps any hosted env) is long-running
+ * (lenv_is_long_running: it runs code), inline otherwise, so fast envs keep
+ * the short path. */
+#define SRV__ROUTE_POOL_IF_LONG 2
 
 typedef struct srv__route {
     const char *method;
@@ -145,11 +150,12 @@ lenv_env *srv__find_env(size_t *index, srv__response *resp, const srv__request *
 /* A JSON type name for messages: "a number", "an object", "null" ... */
 const char *srv__json_kind(const json_t *v);
 
-/* Resolves {"item_id": "..."} or {"item": {...}} in `body`: *item is a
- * borrowed reference (from the env or from body), *item_id the id shown in
- * answers (borrowed, may be NULL for an inline item without "id"). Returns 0
- * or -1 with resp filled. */
-int srv__resolve_item(const json_t **item, const char **item_id, srv__response *resp,
+/* Resolves {"item_id": "..."} or {"item": {...}} in `body`: *item is a new
+ * reference the caller must json_decref() (a stored record, a generated item
+ * of a procedural env, or the inline object), *item_id the id shown in
+ * answers (borrowed from body, may be NULL for an inline item without "id").
+ * Returns 0 or -1 with resp filled. */
+int srv__resolve_item(json_t **item, const char **item_id, srv__response *resp,
                       srv_server *srv, size_t env_index, const json_t *body);
 
 /* ---- handlers (api_*.c) -------------------------------------------------------- */
@@ -159,6 +165,7 @@ void srv__api_envs_list(srv__response *resp, srv__request *req);
 void srv__api_env_get(srv__response *resp, srv__request *req);
 void srv__api_item_get(srv__response *resp, srv__request *req);
 void srv__api_sample(srv__response *resp, srv__request *req);
+void srv__api_challenge(srv__response *resp, srv__request *req);
 void srv__api_score(srv__response *resp, srv__request *req);
 void srv__api_episode_create(srv__response *resp, srv__request *req);
 void srv__api_episode_step(srv__response *resp, srv__request *req);
