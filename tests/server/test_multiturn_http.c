@@ -33,7 +33,8 @@ static int group_setup(void **state)
 {
     (void)state;
     static const char *const args[] = { "--env", "guess", "--env", "calculator", "--env", "wordle",
-                                        "--env", "tools", "--threads", "2", NULL };
+                                        "--env", "tools", "--env", "dialogue_tools", "--threads", "2",
+                                        NULL };
     g_up = tsup_bin() && tsup_server_start(&g_srv, args) == 0;
     return 0;
 }
@@ -255,6 +256,54 @@ static void test_multiturn_http_tools__bfcl_call_scored(void **state)
     json_decref(j);
 }
 
+/* Two tool calls in sequence, each result feeding the next, then the answer. */
+static void test_multiturn_http_dialogue_tools__lookup_then_quote(void **state)
+{
+    (void)state;
+    NEED_SERVER();
+    int status = 0;
+    json_t *j = tsup_call(&status, g_srv.port, "POST", "/v1/envs/dialogue_tools/episodes",
+                          "{\"item_id\": \"shop-1\"}");
+    assert_int_equal(status, 200);
+    char ep[128];
+    snprintf(ep, sizeof ep, "%s", json_string_value(json_object_get(j, "episode_id")));
+    json_t *obs = json_object_get(j, "observation");
+    const char *ask = json_string_value(json_object_get(json_array_get(obs, json_array_size(obs) - 1),
+                                                        "content"));
+    int qty = 0;
+    char name[64] = "";
+    assert_int_equal(sscanf(ask, "I need %d of the %63[^.].", &qty, name), 2);
+    json_decref(j);
+
+    char action[512];
+    snprintf(action, sizeof action,
+             "<tool_call>{\"name\": \"find_product\", \"arguments\": {\"name\": \"%s\"}}</tool_call>", name);
+    j = step(ep, action, 200);
+    json_t *found = json_loads(last_content(j), 0, NULL);
+    assert_non_null(found);
+    char code[64];
+    snprintf(code, sizeof code, "%s", json_string_value(json_object_get(found, "code")));
+    json_decref(found);
+    json_decref(j);
+
+    snprintf(action, sizeof action,
+             "<tool_call>{\"name\": \"quote\", \"arguments\": {\"code\": \"%s\", \"quantity\": %d}}</tool_call>",
+             code, qty);
+    j = step(ep, action, 200);
+    json_t *quote = json_loads(last_content(j), 0, NULL);
+    assert_non_null(quote);
+    char total[64];
+    snprintf(total, sizeof total, "%s", json_string_value(json_object_get(quote, "total")));
+    json_decref(quote);
+    json_decref(j);
+
+    snprintf(action, sizeof action, "Answer: %s", total);
+    j = step(ep, action, 200);
+    assert_true(json_is_true(json_object_get(j, "done")));
+    assert_true(json_number_value(json_object_get(j, "reward")) == 1.0);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_multiturn_http_score__transcript_replay),
         cmocka_unit_test(test_multiturn_http_wordle__feedback_then_win),
         cmocka_unit_test(test_multiturn_http_tools__bfcl_call_scored),
+        cmocka_unit_test(test_multiturn_http_dialogue_tools__lookup_then_quote),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
