@@ -44,7 +44,12 @@ void srv__api_episode_create(srv__response *resp, srv__request *req)
     /* Jansson's reference counts are atomic (JANSSON_THREAD_SAFE_REFCOUNT),
      * so the store may hold a reference to an item the env shares. */
     char id[SRV_EPISODE_ID_LEN + 1];
+    /* The env's own idle timeout (limits.idle_timeout) may be shorter than
+     * the server's --episode-ttl. */
+    lenv_limits limits;
+    lenv_get_limits(&limits, env);
     int rc = srv_episodes_create(id, req->srv->episodes, env, json_incref(item), state,
+                                 (uint64_t)limits.idle_timeout_s * 1000u,
                                  srv_now_ms());
     state = NULL; /* the store took it, whatever rc says */
     if (rc == SRV_EP_FULL) {

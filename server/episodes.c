@@ -51,7 +51,8 @@ static size_t bucket_of(const srv_episodes *st, const char *id)
 
 static int is_expired(const srv_episodes *st, const srv_episode *ep, uint64_t now_ms)
 {
-    return !ep->busy && now_ms >= ep->last_used_ms && now_ms - ep->last_used_ms >= st->ttl_ms;
+    (void)st;
+    return !ep->busy && now_ms >= ep->last_used_ms && now_ms - ep->last_used_ms >= ep->ttl_ms;
 }
 
 static void episode_free(srv_episode *ep)
@@ -176,7 +177,7 @@ static srv_episode *find_locked(srv_episodes *st, const char *id, srv_episode **
 }
 
 int srv_episodes_create(char id_out[SRV_EPISODE_ID_LEN + 1], srv_episodes *st, lenv_env *env,
-                        json_t *item, json_t *state, uint64_t now_ms)
+                        json_t *item, json_t *state, uint64_t ttl_ms, uint64_t now_ms)
 {
     int rc = SRV_EP_NOMEM;
     srv_episode *ep = calloc(1, sizeof *ep);
@@ -189,6 +190,7 @@ int srv_episodes_create(char id_out[SRV_EPISODE_ID_LEN + 1], srv_episodes *st, l
     state = NULL;
     ep->created_ms = now_ms;
     ep->last_used_ms = now_ms;
+    ep->ttl_ms = ttl_ms == 0 || ttl_ms > st->ttl_ms ? st->ttl_ms : ttl_ms;
 
     pthread_mutex_lock(&st->lock);
     if (st->count >= st->max_open)

@@ -136,6 +136,7 @@ typedef struct srv_episode {
     json_t *state;           /* owned reference; lenv_step replaces it */
     uint64_t created_ms;
     uint64_t last_used_ms;
+    uint64_t ttl_ms;         /* idle time before it expires */
     int busy;                /* a step is running: no other step, no expiry */
     struct srv_episode *next; /* hash chain */
 } srv_episode;
@@ -157,11 +158,13 @@ void srv_episodes_free(srv_episodes *st);
 /*
  * Adds an episode. Takes over the caller's references to `item` and `state`
  * in every case (on failure they are released). On success id_out holds the
- * new id (NUL-terminated). When the store is full, expired episodes are swept
- * first; if it is still full, returns SRV_EP_FULL.
+ * new id (NUL-terminated). It expires after ttl_ms idle (0, or more than the
+ * store's own ttl, means the store's ttl: an env may shorten it, not extend
+ * it). When the store is full, expired episodes are swept first; if it is
+ * still full, returns SRV_EP_FULL.
  */
 int srv_episodes_create(char id_out[SRV_EPISODE_ID_LEN + 1], srv_episodes *st, lenv_env *env,
-                        json_t *item, json_t *state, uint64_t now_ms);
+                        json_t *item, json_t *state, uint64_t ttl_ms, uint64_t now_ms);
 
 /*
  * Locks episode `id` for one step: *out is the episode (owned by the store,

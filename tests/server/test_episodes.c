@@ -23,7 +23,7 @@ static int create(char id[SRV_EPISODE_ID_LEN + 1], srv_episodes *st, uint64_t no
     json_t *state = json_object();
     assert_non_null(item);
     assert_non_null(state);
-    return srv_episodes_create(id, st, fake_env, item, state, now);
+    return srv_episodes_create(id, st, fake_env, item, state, 0, now);
 }
 
 static void test_episodes_create__id_is_128_bit_hex(void **unused)
@@ -92,6 +92,28 @@ static void test_episodes_expiry__idle_past_ttl_is_unknown(void **unused)
     /* A full TTL after the last use it is gone, and removed on the spot. */
     assert_int_equal(srv_episodes_acquire(&ep, st, id, 3098), SRV_EP_UNKNOWN);
     assert_int_equal(srv_episodes_count(st), 0);
+    srv_episodes_free(st);
+}
+
+/* An env may shorten its episodes' idle time below the store's, never extend it. */
+static void test_episodes_expiry__per_episode_ttl(void **unused)
+{
+    (void)unused;
+    srv_episodes *st = srv_episodes_new(10, 1000);
+    char short_id[SRV_EPISODE_ID_LEN + 1], long_id[SRV_EPISODE_ID_LEN + 1];
+    json_t *item = json_object(), *state = json_object();
+    assert_int_equal(srv_episodes_create(short_id, st, fake_env, item, state, 200, 0), 0);
+    item = json_object();
+    state = json_object();
+    assert_int_equal(srv_episodes_create(long_id, st, fake_env, item, state, 5000, 0), 0);
+    srv_episode *ep = NULL;
+    assert_int_equal(srv_episodes_acquire(&ep, st, short_id, 199), 0);
+    srv_episodes_release(st, ep, 0, 199);
+    assert_int_equal(srv_episodes_acquire(&ep, st, short_id, 399), SRV_EP_UNKNOWN);
+    /* 5000 is capped at the store's 1000. */
+    assert_int_equal(srv_episodes_acquire(&ep, st, long_id, 999), 0);
+    srv_episodes_release(st, ep, 0, 999);
+    assert_int_equal(srv_episodes_acquire(&ep, st, long_id, 1999), SRV_EP_UNKNOWN);
     srv_episodes_free(st);
 }
 
@@ -232,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_episodes_acquire__returns_the_episode),
         cmocka_unit_test(test_episodes_acquire__unknown_id),
         cmocka_unit_test(test_episodes_expiry__idle_past_ttl_is_unknown),
+        cmocka_unit_test(test_episodes_expiry__per_episode_ttl),
         cmocka_unit_test(test_episodes_busy__second_acquire_is_refused),
         cmocka_unit_test(test_episodes_release__finished_is_removed),
         cmocka_unit_test(test_episodes_cap__full_store_refuses),
