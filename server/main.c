@@ -32,6 +32,7 @@
 static const char usage[] =
     "usage: envsrv [options]         serve environments over HTTP\n"
     "       envsrv list              list the built-in environments\n"
+    "       envsrv generate --model PATH --prompt TEXT ...   sample from a model (see generate --help)\n"
     "       envsrv --help | --version\n"
     "\n"
     "options:\n"
@@ -484,6 +485,8 @@ int main(int argc, char **argv)
     size_t n_open = 0;
     srv_server *srv = NULL;
 
+    if (argc >= 2 && strcmp(argv[1], "generate") == 0)
+        return srv_cmd_generate(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "list") == 0) {
         if (argc > 2)
             bad_args("'list' takes no arguments");

@@ -186,4 +186,10 @@ size_t srv_episodes_count(srv_episodes *st);
 /* A monotonic clock in milliseconds, for callers of the functions above. */
 uint64_t srv_now_ms(void);
 
+/* `envsrv generate ...` (argv as main received it): loads a model, samples
+ * completions of a prompt, prints them. Returns the process exit status:
+ * 0, 1 for a model/tokenizer/generation error, 2 for bad arguments.
+ * server/cmd_generate.c. */
+int srv_cmd_generate(int argc, char **argv);
+
 #endif
