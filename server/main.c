@@ -33,6 +33,7 @@ static const char usage[] =
     "usage: envsrv [options]         serve environments over HTTP\n"
     "       envsrv list              list the built-in environments\n"
     "       envsrv generate --model PATH --prompt TEXT ...   sample from a model (see generate --help)\n"
+    "       envsrv eval --env NAME --model PATH ...          score a model on an env (see eval --help)\n"
     "       envsrv --help | --version\n"
     "\n"
     "options:\n"
@@ -487,6 +488,8 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "generate") == 0)
         return srv_cmd_generate(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "eval") == 0)
+        return srv_cmd_eval(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "list") == 0) {
         if (argc > 2)
             bad_args("'list' takes no arguments");

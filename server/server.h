@@ -192,4 +192,10 @@ uint64_t srv_now_ms(void);
  * server/cmd_generate.c. */
 int srv_cmd_generate(int argc, char **argv);
 
+/* `envsrv eval ...`: scores a model on an environment's items, prints mean
+ * reward and pass@k, writes a JSON report. Returns the exit status: 0, 1 when
+ * the score is under --min-score or on an error, 2 for bad arguments.
+ * server/cmd_eval.c. */
+int srv_cmd_eval(int argc, char **argv);
+
 #endif
