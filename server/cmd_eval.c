@@ -1,5 +1,6 @@
 /*
- * `envsrv eval`: scores a checkpoint on an environment, for CI. For each of
+ * `envsrv eval` and `envsrv rollout`. eval scores a checkpoint on an
+ * environment, for CI. For each of
  * the first K items of a split (a seeded, reproducible choice), the model
  * generates N samples of the item's prompt with the built-in CPU engine, the
  * environment scores them, and the command reports mean reward, pass@1 and
@@ -343,6 +344,190 @@ int srv_cmd_eval(int argc, char **argv)
 done:
     json_decref(report);
     json_decref(results);
+    json_decref(items);
+    inf_tokenizer_free(tok);
+    inf_model_free(model);
+    lenv_free(env);
+    return status;
+}
+
+/* ---- envsrv rollout ------------------------------------------------------------ */
+
+static const char rollout_usage[] =
+    "usage: envsrv rollout --env NAME --model PATH --groups G --group-size N -o OUT.jsonl [options]\n"
+    "\n"
+    "Writes G scored groups (N completions of one item each) as JSON lines in the\n"
+    "trajectory format of POST /scored_data: tokens, masks (-100 on prompt\n"
+    "positions), scores, inference_logprobs, plus the item id, completions and\n"
+    "what produced them. Options as for `envsrv eval` (--data, --split, --tokenizer,\n"
+    "--max-tokens, --temperature (default 1.0), --seed, --threads).\n";
+
+/* One group as a JSON line: new object, NULL when out of memory. */
+static json_t *rollout_group(const lenv_env *env, const char *id, const int *prompt, size_t n_prompt,
+                             const inf_result *res, const json_t *rewards, const inf_gen_options *opts)
+{
+    json_t *tokens = json_array(), *masks = json_array(), *lps = json_array(), *texts = json_array();
+    for (size_t s = 0; s < res->n_samples; s++) {
+        const inf_sample *smp = &res->samples[s];
+        json_t *t = json_array(), *m = json_array(), *l = json_array();
+        for (size_t i = 0; i < n_prompt; i++) {
+            json_array_append_new(t, json_integer(prompt[i]));
+            json_array_append_new(m, json_integer(-100));
+            json_array_append_new(l, json_real(0.0));
+        }
+        for (size_t i = 0; i < smp->n_tokens; i++) {
+            json_array_append_new(t, json_integer(smp->tokens[i]));
+            json_array_append_new(m, json_integer(smp->tokens[i]));
+            json_array_append_new(l, json_real(smp->logprobs[i]));
+        }
+        json_array_append_new(tokens, t);
+        json_array_append_new(masks, m);
+        json_array_append_new(lps, l);
+        json_array_append_new(texts, json_stringn(smp->text, smp->text_len));
+    }
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:O, s:o, s:o, s:{s:f, s:I, s:i}}", "env", lenv_name(env),
+                     "env_version", lenv_version(env), "item_id", id, "tokens", tokens, "masks", masks,
+                     "scores", rewards, "inference_logprobs", lps, "completions", texts,
+                     "generation_params", "temperature", (double)opts->temperature, "seed",
+                     (json_int_t)opts->seed, "max_tokens", opts->max_tokens);
+}
+
+int srv_cmd_rollout(int argc, char **argv)
+{
+    /* The eval parser reads the shared options; --groups, --group-size and -o
+     * are taken out first. */
+    const char *outpath = NULL;
+    size_t groups = 0;
+    int group_size = 0;
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    int n_rest = 0;
+    if (!rest)
+        return 1;
+    for (int i = 0; i < argc; i++) {
+        const char *opt = argv[i];
+        if (strcmp(opt, "--help") == 0) {
+            fputs(rollout_usage, stdout);
+            free(rest);
+            exit(0);
+        }
+        if (i >= 2 && i + 1 < argc &&
+            (strcmp(opt, "--groups") == 0 || strcmp(opt, "--group-size") == 0 || strcmp(opt, "-o") == 0)) {
+            const char *v = argv[++i];
+            double d = 0;
+            if (strcmp(opt, "-o") == 0)
+                outpath = v;
+            else if (eval_num(&d, opt, v, 1, strcmp(opt, "--groups") == 0 ? LENV_MAX_SAMPLE : INF_MAX_SAMPLES) != 0) {
+                free(rest);
+                return 2;
+            } else if (strcmp(opt, "--groups") == 0)
+                groups = (size_t)d;
+            else
+                group_size = (int)d;
+            continue;
+        }
+        rest[n_rest++] = argv[i];
+    }
+    eval_args a = { 0 };
+    int prc = parse_eval_args(&a, n_rest, rest);
+    free(rest);
+    if (prc != 0)
+        return 2;
+    if (!groups || !group_size || !outpath) {
+        fprintf(stderr, "envsrv rollout: --groups, --group-size and -o are required\n%s", rollout_usage);
+        return 2;
+    }
+    a.opts.n_samples = group_size;
+    if (!a.temperature_set)
+        a.opts.temperature = 1.0f;
+
+    int status = 1;
+    lenv_env *env = NULL;
+    inf_model *model = NULL;
+    inf_tokenizer *tok = NULL;
+    json_t *items = NULL;
+    FILE *out = NULL;
+    lenv_error lerr = { 0 };
+    inf_error ierr = { 0 };
+    char tok_path[4096];
+    if (!a.tokenizer) {
+        const char *slash = strrchr(a.model, '/');
+        snprintf(tok_path, sizeof tok_path, "%.*s%stokenizer.bin", slash ? (int)(slash - a.model) : 0,
+                 a.model, slash ? "/" : "");
+        a.tokenizer = tok_path;
+    }
+    lenv_data_source src = { NULL, a.data };
+    lenv_options o = LENV_OPTIONS_INIT;
+    o.name_or_path = a.env;
+    o.data = a.data ? &src : NULL;
+    o.n_data = a.data ? 1 : 0;
+    if (lenv_open(&env, &o, &lerr) != 0 || lenv_sample(&items, env, a.split, groups, a.opts.seed, &lerr) != 0) {
+        fprintf(stderr, "envsrv rollout: %s\n", lerr.message);
+        goto done;
+    }
+    if (inf_model_load_llama2c(&model, a.model, &ierr) != 0 ||
+        inf_tokenizer_load_llama2c(&tok, a.tokenizer, inf_model_config(model)->vocab_size, &ierr) != 0) {
+        fprintf(stderr, "envsrv rollout: %s\n", ierr.message);
+        goto done;
+    }
+    out = fopen(outpath, "w");
+    if (!out) {
+        fprintf(stderr, "envsrv rollout: cannot write '%s': %s\n", outpath, strerror(errno));
+        goto done;
+    }
+    size_t idx, written = 0;
+    json_t *view;
+    json_array_foreach(items, idx, view) {
+        const char *id = json_string_value(json_object_get(view, "id"));
+        json_t *item = NULL, *scored = NULL, *line = NULL;
+        char *prompt = render_messages(json_object_get(view, "prompt"));
+        int *ids = NULL;
+        size_t n_ids = 0;
+        inf_result res = { 0 };
+        const char **t = NULL;
+        size_t *l = NULL;
+        int ok = prompt && lenv_item_get(&item, env, id, &lerr) == 0 &&
+                 inf_tokenizer_encode(&ids, &n_ids, tok, prompt, strlen(prompt), INF_TOK_BOS, &ierr) == 0 &&
+                 inf_generate(&res, model, tok, ids, n_ids, &a.opts, &ierr) == 0;
+        if (ok) {
+            t = malloc(res.n_samples * sizeof *t);
+            l = malloc(res.n_samples * sizeof *l);
+            ok = t && l;
+            for (size_t s = 0; ok && s < res.n_samples; s++) {
+                t[s] = res.samples[s].text;
+                l[s] = res.samples[s].text_len;
+            }
+        }
+        ok = ok && lenv_score(&scored, env, item, t, l, res.n_samples, &lerr) == 0;
+        if (ok)
+            line = rollout_group(env, id, ids, n_ids, &res, json_object_get(scored, "rewards"), &a.opts);
+        ok = ok && line && json_dumpf(line, out, JSON_COMPACT) == 0 && fputc('\n', out) != EOF;
+        if (!ok)
+            fprintf(stderr, "envsrv rollout: item %s: %s\n", id ? id : "?",
+                    lerr.message[0] ? lerr.message : ierr.message[0] ? ierr.message : "out of memory or disk");
+        written += ok;
+        free(t);
+        free(l);
+        json_decref(line);
+        json_decref(item);
+        json_decref(scored);
+        inf_result_free(&res);
+        free(ids);
+        free(prompt);
+        if (!ok)
+            goto done;
+    }
+    if (fclose(out) != 0) {
+        out = NULL;
+        fprintf(stderr, "envsrv rollout: cannot write '%s': %s\n", outpath, strerror(errno));
+        goto done;
+    }
+    out = NULL;
+    printf("wrote %zu groups of %d to %s (env %s version %s)\n", written, group_size, outpath, lenv_name(env),
+           lenv_version(env));
+    status = 0;
+done:
+    if (out)
+        fclose(out);
     json_decref(items);
     inf_tokenizer_free(tok);
     inf_model_free(model);

@@ -34,6 +34,7 @@ static const char usage[] =
     "       envsrv list              list the built-in environments\n"
     "       envsrv generate --model PATH --prompt TEXT ...   sample from a model (see generate --help)\n"
     "       envsrv eval --env NAME --model PATH ...          score a model on an env (see eval --help)\n"
+    "       envsrv rollout --env NAME --model PATH ...       write scored groups as JSONL (rollout --help)\n"
     "       envsrv --help | --version\n"
     "\n"
     "options:\n"
@@ -490,6 +491,8 @@ int main(int argc, char **argv)
         return srv_cmd_generate(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "eval") == 0)
         return srv_cmd_eval(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "rollout") == 0)
+        return srv_cmd_rollout(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "list") == 0) {
         if (argc > 2)
             bad_args("'list' takes no arguments");

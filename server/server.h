@@ -198,4 +198,8 @@ int srv_cmd_generate(int argc, char **argv);
  * server/cmd_eval.c. */
 int srv_cmd_eval(int argc, char **argv);
 
+/* `envsrv rollout ...`: writes scored groups (trajectory format) as JSON
+ * lines. Returns the exit status: 0, 1 on an error, 2 for bad arguments. */
+int srv_cmd_rollout(int argc, char **argv);
+
 #endif
