@@ -3,10 +3,14 @@
  * stories260K for one stream and for groups of 8 and 32 samples of one prompt
  * (batched decode), with 1 and 2 threads; then the same on a random float32
  * model of 41M parameters (dim 512, 8 layers, GQA 8/4 heads, vocab 32000),
- * big enough that weights come from memory and batching pays. Each figure is
- * the median of several runs.
+ * big enough that weights come from memory and batching pays; then a
+ * random bf16 model with the shapes of Qwen2.5-0.5B (dim 896, 24 layers,
+ * 14/2 heads, FFN 4864, vocab 151936, tied; ~0.99 GB of weights) against
+ * this machine's measured memory bandwidth and against a plain llama2.c-style
+ * single-stream loop over the same weights. Each figure is the median of
+ * several runs.
  *
- * Usage: infer_bench [ignored]; reads $ENVSRV_DATA/models/stories260K
+ * Usage: infer_bench [qwen] (qwen: only the Qwen-shaped section); reads $ENVSRV_DATA/models/stories260K
  * (default ../shared/data). `make bench` runs it.
  */
 #include <stdio.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <math.h>
+#include <pthread.h>
 
 #include "inference/inference.h"
 
@@ -101,17 +106,27 @@ static int random_model(inf_model **out, float **arena, inf_layer *layers, inf_e
         at += (count);                                                                     \
     } while (0)
     inf_weights w = {0};
-    TAKE(w.tok_embeddings, v * d, d);
+    const float *mp;
+    const float *emb;
+    TAKE(emb, v * d, d);
+    w.tok_embeddings = INF_MAT_F32(emb);
     for (size_t l = 0; l < L; l++) {
         TAKE(layers[l].attn_norm, d, 0);
-        TAKE(layers[l].wq, d * d, d);
-        TAKE(layers[l].wk, kv * d, d);
-        TAKE(layers[l].wv, kv * d, d);
-        TAKE(layers[l].wo, d * d, d);
+        TAKE(mp, d * d, d);
+        layers[l].wq = INF_MAT_F32(mp);
+        TAKE(mp, kv * d, d);
+        layers[l].wk = INF_MAT_F32(mp);
+        TAKE(mp, kv * d, d);
+        layers[l].wv = INF_MAT_F32(mp);
+        TAKE(mp, d * d, d);
+        layers[l].wo = INF_MAT_F32(mp);
         TAKE(layers[l].ffn_norm, d, 0);
-        TAKE(layers[l].w1, h * d, d);
-        TAKE(layers[l].w2, d * h, h);
-        TAKE(layers[l].w3, h * d, d);
+        TAKE(mp, h * d, d);
+        layers[l].w1 = INF_MAT_F32(mp);
+        TAKE(mp, d * h, h);
+        layers[l].w2 = INF_MAT_F32(mp);
+        TAKE(mp, h * d, d);
+        layers[l].w3 = INF_MAT_F32(mp);
     }
     TAKE(w.final_norm, d, 0);
 #undef TAKE
@@ -121,8 +136,391 @@ static int random_model(inf_model **out, float **arena, inf_layer *layers, inf_e
     return inf_model_create(out, &c, &w, err);
 }
 
-int main(void)
+/* ---- Qwen2.5-0.5B-shaped bf16 model ----------------------------------- */
+
+#define QD 896
+#define QH 4864
+#define QL 24
+#define QNH 14
+#define QNKV 2
+#define QHD 64
+#define QV 151936
+#define QSEQ 128
+
+typedef struct qwen_model {
+    inf_config c;
+    inf_layer layers[QL];
+    inf_weights w;
+    uint16_t *mats;     /* all matrices, bf16 */
+    float *vecs;        /* norms and biases */
+    size_t n_mat;       /* bf16 elements */
+} qwen_model;
+
+static uint16_t to_bf16(float f)
 {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Fills n bf16 values uniform in [-a, a] from a xorshift stream. */
+static void fill_bf16(uint16_t *p, size_t n, float a, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        p[i] = to_bf16(a * ((float)(*s >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f));
+    }
+}
+
+static int qwen_build(qwen_model *q, inf_model **out, inf_error *err)
+{
+    memset(q, 0, sizeof *q);
+    inf_config *c = &q->c;
+    *c = (inf_config){.dim = QD, .hidden_dim = QH, .n_layers = QL, .n_heads = QNH,
+                      .n_kv_heads = QNKV, .head_dim = QHD, .vocab_size = QV, .seq_len = QSEQ,
+                      .norm_eps = 1e-6f, .rope_theta = 1000000.0f, .rope_style = INF_ROPE_HALF,
+                      .qkv_bias = true, .tied_embeddings = true, .bos_id = -1};
+    size_t per_layer = (size_t)QD * QD * 2 + (size_t)QNKV * QHD * QD * 2 + (size_t)QH * QD * 3;
+    q->n_mat = (size_t)QV * QD + QL * per_layer;
+    q->mats = malloc(q->n_mat * 2);
+    q->vecs = malloc(((size_t)QL * (2 * QD + QD + 2 * QNKV * QHD) + QD) * sizeof(float));
+    if (!q->mats || !q->vecs)
+        return -1;
+    uint64_t s = 88172645463325252ull;
+    uint16_t *m = q->mats;
+    float *v = q->vecs;
+#define MAT(field, rows, cols)                                                              \
+    do {                                                                                    \
+        fill_bf16(m, (size_t)(rows) * (cols), 1.0f / sqrtf((float)(cols)), &s);             \
+        field = (inf_mat){.data = m, .type = INF_DTYPE_BF16};                               \
+        m += (size_t)(rows) * (cols);                                                       \
+    } while (0)
+#define VEC(field, n, val)                                                                  \
+    do {                                                                                    \
+        for (int i_ = 0; i_ < (n); i_++)                                                    \
+            v[i_] = (val);                                                                  \
+        field = v;                                                                          \
+        v += (n);                                                                           \
+    } while (0)
+    MAT(q->w.tok_embeddings, QV, QD);
+    for (int l = 0; l < QL; l++) {
+        inf_layer *L = &q->layers[l];
+        VEC(L->attn_norm, QD, 1.0f);
+        MAT(L->wq, QD, QD);
+        MAT(L->wk, QNKV * QHD, QD);
+        MAT(L->wv, QNKV * QHD, QD);
+        VEC(L->bq, QD, 0.01f);
+        VEC(L->bk, QNKV * QHD, 0.01f);
+        VEC(L->bv, QNKV * QHD, 0.01f);
+        MAT(L->wo, QD, QD);
+        VEC(L->ffn_norm, QD, 1.0f);
+        MAT(L->w1, QH, QD);
+        MAT(L->w2, QD, QH);
+        MAT(L->w3, QH, QD);
+    }
+    VEC(q->w.final_norm, QD, 1.0f);
+#undef MAT
+#undef VEC
+    q->w.classifier = q->w.tok_embeddings;
+    q->w.layers = q->layers;
+    return inf_model_create(out, c, &q->w, err);
+}
+
+/* GB/s of a streaming read over `n` bytes by `threads` threads; median of 5. */
+typedef struct bw_job {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} bw_job;
+
+/* 32-byte loads where the CPU has AVX (a scalar loop does not reach the
+ * memory's speed on one core), else 8-byte ones. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx"))) static uint64_t read_avx(const uint64_t *p, size_t n)
+{
+    __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+    const float *f = (const float *)p;
+    for (size_t i = 0; i + 32 <= 2 * n; i += 32) {
+        a = _mm256_add_ps(a, _mm256_loadu_ps(f + i));
+        b = _mm256_add_ps(b, _mm256_loadu_ps(f + i + 8));
+        c = _mm256_add_ps(c, _mm256_loadu_ps(f + i + 16));
+        d = _mm256_add_ps(d, _mm256_loadu_ps(f + i + 24));
+    }
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+    uint64_t r;
+    memcpy(&r, t, sizeof r);
+    return r;
+}
+#endif
+
+static void *bw_read(void *arg)
+{
+    bw_job *j = arg;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx")) {
+        j->sum = read_avx(j->p, j->n);
+        return NULL;
+    }
+#endif
+    uint64_t a[8] = {0};
+    for (size_t i = 0; i + 8 <= j->n; i += 8)
+        for (int k = 0; k < 8; k++)
+            a[k] += j->p[i + k];
+    j->sum = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+    return NULL;
+}
+
+static double bandwidth(const uint64_t *buf, size_t bytes, int threads)
+{
+    double rates[5];
+    uint64_t sink = 0;
+    for (int r = 0; r < 5; r++) {
+        pthread_t th[8];
+        bw_job jobs[8];
+        size_t per = bytes / 8 / (size_t)threads;
+        double t0 = now();
+        for (int k = 0; k < threads; k++) {
+            jobs[k] = (bw_job){buf + (size_t)k * per, per, 0};
+            pthread_create(&th[k], NULL, bw_read, &jobs[k]);
+        }
+        for (int k = 0; k < threads; k++) {
+            pthread_join(th[k], NULL);
+            sink += jobs[k].sum;
+        }
+        rates[r] = (double)bytes / (now() - t0) / 1e9;
+    }
+    if (sink == 42)
+        printf(" ");
+    qsort(rates, 5, sizeof rates[0], cmp_double);
+    return rates[2];
+}
+
+/* ---- the baseline: llama2.c's run.c loop over the same bf16 weights ------ */
+
+static float bf(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* xout (d,) = W (d,n) bf16 @ x (n,): run.c's matmul, one row at a time */
+static void plain_matmul(float *xout, const float *x, const uint16_t *w, int n, int d)
+{
+    for (int i = 0; i < d; i++) {
+        float val = 0.0f;
+        for (int j = 0; j < n; j++)
+            val += bf(w[(size_t)i * n + j]) * x[j];
+        xout[i] = val;
+    }
+}
+
+static void plain_rmsnorm(float *o, const float *x, const float *w, int n)
+{
+    float ss = 0.0f;
+    for (int j = 0; j < n; j++)
+        ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / n + 1e-6f);
+    for (int j = 0; j < n; j++)
+        o[j] = w[j] * (ss * x[j]);
+}
+
+typedef struct plain_state {
+    float x[QD], xb[QD], xb2[QD], q[QD], k[QNKV * QHD], v[QNKV * QHD], hb[QH], hb2[QH];
+    float att[QSEQ];
+    float *kc, *vc;     /* (layer, pos, kv_dim) */
+    float *logits;      /* (vocab,) */
+} plain_state;
+
+static void plain_forward(plain_state *s, const qwen_model *q, int token, int pos)
+{
+    const int kvd = QNKV * QHD, kv_mul = QNH / QNKV;
+    const uint16_t *emb = q->w.tok_embeddings.data;
+    for (int i = 0; i < QD; i++)
+        s->x[i] = bf(emb[(size_t)token * QD + i]);
+    for (int l = 0; l < QL; l++) {
+        const inf_layer *L = &q->layers[l];
+        plain_rmsnorm(s->xb, s->x, L->attn_norm, QD);
+        plain_matmul(s->q, s->xb, L->wq.data, QD, QD);
+        plain_matmul(s->k, s->xb, L->wk.data, QD, kvd);
+        plain_matmul(s->v, s->xb, L->wv.data, QD, kvd);
+        for (int i = 0; i < QD; i++)
+            s->q[i] += L->bq[i];
+        for (int i = 0; i < kvd; i++) {
+            s->k[i] += L->bk[i];
+            s->v[i] += L->bv[i];
+        }
+        for (int i = 0; i < QD; i += 2) {     /* RoPE (pairing does not matter for speed) */
+            int hi = i % QHD;
+            float f = 1.0f / powf(1000000.0f, hi / (float)QHD), c = cosf(pos * f),
+                  sn = sinf(pos * f);
+            for (int vi = 0; vi < (i < kvd ? 2 : 1); vi++) {
+                float *vec = vi ? s->k : s->q;
+                float a = vec[i], b = vec[i + 1];
+                vec[i] = a * c - b * sn;
+                vec[i + 1] = a * sn + b * c;
+            }
+        }
+        float *kc = s->kc + (size_t)l * QSEQ * kvd, *vc = s->vc + (size_t)l * QSEQ * kvd;
+        memcpy(kc + (size_t)pos * kvd, s->k, sizeof s->k);
+        memcpy(vc + (size_t)pos * kvd, s->v, sizeof s->v);
+        for (int h = 0; h < QNH; h++) {
+            const float *qh = s->q + h * QHD;
+            float mx = -1e30f, sum = 0.0f;
+            for (int t = 0; t <= pos; t++) {
+                const float *kt = kc + (size_t)t * kvd + (h / kv_mul) * QHD;
+                float sc = 0.0f;
+                for (int i = 0; i < QHD; i++)
+                    sc += qh[i] * kt[i];
+                s->att[t] = sc / sqrtf((float)QHD);
+                if (s->att[t] > mx)
+                    mx = s->att[t];
+            }
+            for (int t = 0; t <= pos; t++)
+                sum += (s->att[t] = expf(s->att[t] - mx));
+            float *o = s->xb + h * QHD;
+            memset(o, 0, QHD * sizeof *o);
+            for (int t = 0; t <= pos; t++) {
+                const float *vt = vc + (size_t)t * kvd + (h / kv_mul) * QHD;
+                for (int i = 0; i < QHD; i++)
+                    o[i] += s->att[t] / sum * vt[i];
+            }
+        }
+        plain_matmul(s->xb2, s->xb, L->wo.data, QD, QD);
+        for (int i = 0; i < QD; i++)
+            s->x[i] += s->xb2[i];
+        plain_rmsnorm(s->xb, s->x, L->ffn_norm, QD);
+        plain_matmul(s->hb, s->xb, L->w1.data, QD, QH);
+        plain_matmul(s->hb2, s->xb, L->w3.data, QD, QH);
+        for (int i = 0; i < QH; i++)
+            s->hb[i] = s->hb[i] / (1.0f + expf(-s->hb[i])) * s->hb2[i];
+        plain_matmul(s->xb, s->hb, L->w2.data, QH, QD);
+        for (int i = 0; i < QD; i++)
+            s->x[i] += s->xb[i];
+    }
+    plain_rmsnorm(s->x, s->x, q->w.final_norm, QD);
+    plain_matmul(s->logits, s->x, emb, QD, QV);
+}
+
+/* Median tokens/s of the plain loop: greedy decode of `steps` tokens. */
+static double plain_rate(const qwen_model *q, int steps, int runs)
+{
+    plain_state *s = calloc(1, sizeof *s);
+    s->kc = calloc((size_t)QL * QSEQ * QNKV * QHD, sizeof(float));
+    s->vc = calloc((size_t)QL * QSEQ * QNKV * QHD, sizeof(float));
+    s->logits = calloc(QV, sizeof(float));
+    double rates[MAX_RUNS];
+    for (int r = 0; r < runs; r++) {
+        int tok = 1;
+        double t0 = now();
+        for (int pos = 0; pos < steps; pos++) {
+            plain_forward(s, q, tok, pos);
+            int best = 0;
+            for (int i = 1; i < QV; i++)
+                if (s->logits[i] > s->logits[best])
+                    best = i;
+            tok = best;
+        }
+        rates[r] = steps / (now() - t0);
+    }
+    free(s->kc);
+    free(s->vc);
+    free(s->logits);
+    free(s);
+    qsort(rates, (size_t)runs, sizeof rates[0], cmp_double);
+    return rates[runs / 2];
+}
+
+static int qwen_bench(void)
+{
+    qwen_model q;
+    inf_model *m = NULL;
+    inf_error err = {0};
+    double t0 = now();
+    if (qwen_build(&q, &m, &err)) {
+        fprintf(stderr, "infer_bench: qwen-shaped model: %s\n", err.message[0] ? err.message
+                                                                               : "out of memory");
+        free(q.mats);
+        free(q.vecs);
+        return 1;
+    }
+    double weight_gb = (double)q.n_mat * 2 / 1e9;
+    printf("Qwen2.5-0.5B-shaped random bf16 (dim 896, 24 layers, 14/2 heads, FFN 4864, vocab "
+           "151936, tied): %.3f GB of weights, built in %.1f s\n",
+           weight_gb, now() - t0);
+    size_t bw_bytes = (size_t)1 << 30;  /* > the 32 MiB LLC */
+    uint64_t *buf = malloc(bw_bytes);
+    if (!buf)
+        return 1;
+    memset(buf, 0x3c, bw_bytes);    /* touches every page; as floats 0.0115: sums stay normal */
+    double bw1 = bandwidth(buf, bw_bytes, 1), bw2 = bandwidth(buf, bw_bytes, 2);
+    free(buf);
+    printf("  memory bandwidth (streaming read of 1 GiB, median of 5): %.1f GB/s 1 thread, "
+           "%.1f GB/s 2 threads\n",
+           bw1, bw2);
+    printf("  bandwidth limit for one stream (%.3f GB read per token): %.1f tokens/s (1 thread), "
+           "%.1f tokens/s (2 threads)\n",
+           weight_gb, bw1 / weight_gb, bw2 / weight_gb);
+    /* decode steps alone (inf_forward, no prefill, no sampling) */
+    for (int threads = 1; threads <= 2; threads++) {
+        inf_state *st = NULL;
+        if (inf_state_new(&st, m, 1, QSEQ, &err) || inf_state_set_threads(st, threads, &err)) {
+            fprintf(stderr, "infer_bench: %s\n", err.message);
+            inf_state_free(st);
+            break;
+        }
+        double rates[3];
+        for (int r = 0; r < 3; r++) {
+            double t1 = now();
+            for (int pos = 0; pos < 16; pos++)
+                inf_forward(st, 0, 100 + pos, r * 16 + pos, NULL);
+            rates[r] = 16 / (now() - t1);
+        }
+        qsort(rates, 3, sizeof rates[0], cmp_double);
+        printf("  decode steps alone (inf_forward), %d thread%s: %.2f tokens/s = %.2fx the "
+               "%d-thread bandwidth limit\n",
+               threads, threads > 1 ? "s" : "", rates[1],
+               rates[1] / ((threads == 1 ? bw1 : bw2) / weight_gb), threads);
+        inf_state_free(st);
+    }
+    double base = plain_rate(&q, 4, 3);
+    printf("  plain llama2.c-style single-stream loop: %.2f tokens/s\n", base);
+    static const struct {
+        int n, threads, tokens;
+    } runs[] = {{1, 1, 16}, {1, 2, 16}, {8, 1, 8}, {8, 2, 8}, {32, 1, 4}, {32, 2, 4}};
+    double one = 0;
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        double rate = measure(m, NULL, runs[i].n, runs[i].threads, runs[i].tokens, 3, 1.0f);
+        if (rate < 0)
+            break;
+        if (runs[i].n == 1 && runs[i].threads == 1)
+            one = rate;
+        printf("  n=%-3d threads=%d  %8.2f tokens/s  (%.2fx the plain loop, %.2fx single "
+               "stream 1 thread",
+               runs[i].n, runs[i].threads, rate, rate / base, one > 0 ? rate / one : 0.0);
+        if (runs[i].n == 1)
+            printf(", %.2fx the %d-thread bandwidth limit", rate / ((runs[i].threads == 1 ? bw1
+                                                                                          : bw2) /
+                                                                     weight_gb),
+                   runs[i].threads);
+        printf(")\n");
+    }
+    inf_model_free(m);
+    free(q.mats);
+    free(q.vecs);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "qwen"))   /* only the Qwen-shaped section */
+        return qwen_bench();
     const char *data = getenv("ENVSRV_DATA");
     char model_path[4096], tok_path[4096];
     snprintf(model_path, sizeof model_path, "%s/models/stories260K/stories260K.bin",
@@ -179,6 +577,8 @@ int main(void)
         }
     inf_model_free(big);
     free(arena);
+    if (qwen_bench())
+        rc = 1;
 done:
     inf_tokenizer_free(t);
     inf_model_free(m);

@@ -3,10 +3,129 @@
  * one position, written against the operations table (inference_int.h) so a
  * CUDA table can run the same code. Reads top to bottom like the model.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "inference/inference_int.h"
+
+/* Spins before a pool thread sleeps: the next matmul usually comes within
+ * microseconds, far sooner than a futex wake-up. */
+#define POOL_SPIN 4000
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* One matmul split into chunks of rows that threads claim one at a time. */
+typedef struct mm_job {
+    float *out;
+    size_t ldo;
+    const float *x;
+    inf_mat w;
+    const float *bias;
+    int b, n, d;
+    int chunk_rows, n_chunks;
+} mm_job;
+
+/*
+ * Row-parallel workers of one state (threads 1..n_threads-1; the caller
+ * works too). Chunks are claimed dynamically, so a thread the OS deschedules
+ * holds up at most one chunk; each output row is still computed by exactly
+ * one thread with the same code as without threads, so results never depend
+ * on the thread count or the schedule.
+ */
+typedef struct pool {
+    int n_threads;
+    pthread_t *th;              /* (n_threads,) [0] unused */
+    float **scratch;            /* (n_threads,) two weight rows each; [0] is the state's */
+    const inf__ops *ops;
+    pthread_mutex_t mu;         /* guards everything below; gen is also read unlocked */
+    pthread_cond_t start, done;
+    mm_job job;
+    unsigned gen;               /* bumped for every job */
+    int next_chunk, done_chunks;
+    int stop;
+    int n_started;
+} pool;
+
+typedef struct pool_arg {
+    pool *p;
+    int t;
+} pool_arg;
+
+/* Claims and runs chunks of job `gen` until none are left. Claims and
+ * completions go through the mutex (a few dozen per matmul: cheap). */
+static void run_chunks(pool *p, unsigned gen, float *scratch)
+{
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        if (p->gen != gen || p->next_chunk >= p->job.n_chunks) {
+            pthread_mutex_unlock(&p->mu);
+            return;
+        }
+        int k = p->next_chunk++;
+        mm_job j = p->job;
+        pthread_mutex_unlock(&p->mu);
+        int r0 = k * j.chunk_rows, r1 = r0 + j.chunk_rows < j.d ? r0 + j.chunk_rows : j.d;
+        size_t rb = inf_dtype_row_bytes(j.w.type, (size_t)j.n);
+        inf_mat w = {(const unsigned char *)j.w.data + (size_t)r0 * rb, j.w.type};
+        p->ops->matmul(j.out + r0, j.ldo, j.x, w, j.bias ? j.bias + r0 : NULL, j.b, j.n, r1 - r0,
+                       scratch);
+        pthread_mutex_lock(&p->mu);
+        if (__atomic_add_fetch(&p->done_chunks, 1, __ATOMIC_ACQ_REL) == j.n_chunks)
+            pthread_cond_broadcast(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void *pool_main(void *arg)
+{
+    pool_arg *a = arg;
+    pool *p = a->p;
+    int t = a->t;
+    free(a);
+    unsigned seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen && spins < POOL_SPIN &&
+               !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+            CPU_RELAX();
+            spins++;
+        }
+        pthread_mutex_lock(&p->mu);
+        while (p->gen == seen && !p->stop)
+            pthread_cond_wait(&p->start, &p->mu);
+        unsigned g = p->gen;
+        int stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop)
+            return NULL;
+        seen = g;
+        run_chunks(p, g, p->scratch[t]);
+    }
+}
+
+static void pool_free(pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t <= p->n_started; t++)
+        pthread_join(p->th[t], NULL);
+    for (int t = 1; t < p->n_threads; t++)
+        free(p->scratch[t]);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    free(p->th);
+    free(p->scratch);
+    free(p);
+}
 
 /* A KV cache larger than this is refused rather than attempted. */
 #define INF_MAX_STATE_BYTES (64ull << 30)
@@ -27,6 +146,9 @@ struct inf_state {
     float *hb;                  /* (n_seqs, hidden_dim) */
     float *hb2;                 /* (n_seqs, hidden_dim) */
     float *att;                 /* (max_len,) attention scores of one head */
+    float *wrow;                /* (2, max(dim, q_dim, hidden_dim)) weight rows as f32 */
+    size_t wrow_len;
+    pool *pool;                 /* row-parallel threads, or NULL */
     float *logits;              /* (n_seqs, vocab_size) */
 };
 
@@ -72,9 +194,12 @@ int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, 
     s->hb = calloc(S * (size_t)c->hidden_dim, sizeof(float));
     s->hb2 = calloc(S * (size_t)c->hidden_dim, sizeof(float));
     s->att = calloc((size_t)max_len, sizeof(float));
+    size_t widest = wide > (size_t)c->hidden_dim ? wide : (size_t)c->hidden_dim;
+    s->wrow = calloc(2 * widest, sizeof(float));    /* the batched kernel converts 2 rows */
+    s->wrow_len = 2 * widest;
     s->logits = calloc(S * (size_t)c->vocab_size, sizeof(float));
     if (!s->key_cache || !s->value_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k ||
-        !s->v || !s->hb || !s->hb2 || !s->att || !s->logits) {
+        !s->v || !s->hb || !s->hb2 || !s->att || !s->wrow || !s->logits) {
         inf_state_free(s);
         return inf__fail(err, INF_ENOMEM, "state: out of memory for %llu MiB", bytes >> 20);
     }
@@ -82,10 +207,93 @@ int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, 
     return 0;
 }
 
+int inf_state_set_threads(inf_state *s, int n_threads, inf_error *err)
+{
+    if (n_threads < 1 || n_threads > INF_MAX_THREADS)
+        return inf__fail(err, INF_EINVALID, "state: n_threads %d is outside [1, %d]", n_threads,
+                         INF_MAX_THREADS);
+    pool_free(s->pool);
+    s->pool = NULL;
+    if (n_threads == 1)
+        return 0;
+    pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return inf__fail(err, INF_ENOMEM, "state: out of memory");
+    p->n_threads = n_threads;
+    p->ops = s->ops;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->th = calloc((size_t)n_threads, sizeof *p->th);
+    p->scratch = calloc((size_t)n_threads, sizeof *p->scratch);
+    int rc = 0;
+    if (!p->th || !p->scratch) {
+        rc = inf__fail(err, INF_ENOMEM, "state: out of memory");
+        goto done;
+    }
+    p->scratch[0] = s->wrow;
+    for (int t = 1; t < n_threads; t++)
+        if (!(p->scratch[t] = calloc(s->wrow_len, sizeof(float)))) {
+            rc = inf__fail(err, INF_ENOMEM, "state: out of memory");
+            goto done;
+        }
+    for (int t = 1; t < n_threads; t++) {
+        pool_arg *a = malloc(sizeof *a);
+        if (!a || (a->p = p, a->t = t, pthread_create(&p->th[t], NULL, pool_main, a) != 0)) {
+            free(a);
+            rc = inf__fail(err, INF_ENOMEM, "state: cannot start thread %d", t);
+            goto done;
+        }
+        p->n_started = t;
+    }
+done:
+    if (rc) {
+        pool_free(p);
+        return rc;
+    }
+    s->pool = p;
+    return 0;
+}
+
+/* out (B,d) = W @ X (+ bias), split by rows over the state's pool. */
+static void matmul(inf_state *s, float *out, const float *x, inf_mat w, const float *bias, int b,
+                   int n, int d)
+{
+    pool *p = s->pool;
+    /* chunks of at least 16 rows, about 8 per thread */
+    int chunk = (d + 8 * (p ? p->n_threads : 1) - 1) / (8 * (p ? p->n_threads : 1));
+    if (chunk < 16)
+        chunk = 16;
+    if (!p || d <= chunk) {
+        s->ops->matmul(out, (size_t)d, x, w, bias, b, n, d, s->wrow);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->job = (mm_job){out, (size_t)d, x, w, bias, b, n, d, chunk, (d + chunk - 1) / chunk};
+    p->next_chunk = 0;
+    __atomic_store_n(&p->done_chunks, 0, __ATOMIC_RELEASE);
+    unsigned gen = p->gen + 1;
+    __atomic_store_n(&p->gen, gen, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    run_chunks(p, gen, s->wrow);
+    int spins = 0;
+    while (__atomic_load_n(&p->done_chunks, __ATOMIC_ACQUIRE) != p->job.n_chunks &&
+           spins < POOL_SPIN) {
+        CPU_RELAX();
+        spins++;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (p->done_chunks != p->job.n_chunks)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
 void inf_state_free(inf_state *s)
 {
     if (!s)
         return;
+    pool_free(s->pool);
     free(s->key_cache);
     free(s->value_cache);
     free(s->x);
@@ -97,6 +305,7 @@ void inf_state_free(inf_state *s)
     free(s->hb);
     free(s->hb2);
     free(s->att);
+    free(s->wrow);
     free(s->logits);
     free(s);
 }
@@ -121,9 +330,12 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
     float eps = c->norm_eps;
 
     /* token embeddings */
+    size_t emb_row = inf_dtype_row_bytes(m->w.tok_embeddings.type, (size_t)dim);
     for (int i = 0; i < b; i++)
-        memcpy(s->x + (size_t)i * dim, m->w.tok_embeddings + (size_t)tokens[i] * dim,
-               (size_t)dim * sizeof(float));
+        inf_dtype_to_f32(s->x + (size_t)i * dim, m->w.tok_embeddings.type,
+                         (const unsigned char *)m->w.tok_embeddings.data +
+                             (size_t)tokens[i] * emb_row,
+                         (size_t)dim);
 
     for (int l = 0; l < c->n_layers; l++) {
         const inf_layer *L = &m->w.layers[l];
@@ -131,9 +343,9 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
         /* attention: pre-norm, q/k/v projections */
         for (int i = 0; i < b; i++)
             op->rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->attn_norm, dim, eps);
-        op->matmul(s->q, s->xb, L->wq, L->bq, b, dim, q_dim);
-        op->matmul(s->k, s->xb, L->wk, L->bk, b, dim, kv_dim);
-        op->matmul(s->v, s->xb, L->wv, L->bv, b, dim, kv_dim);
+        matmul(s, s->q, s->xb, L->wq, L->bq, b, dim, q_dim);
+        matmul(s, s->k, s->xb, L->wk, L->bk, b, dim, kv_dim);
+        matmul(s, s->v, s->xb, L->wv, L->bv, b, dim, kv_dim);
 
         for (int i = 0; i < b; i++) {
             float *q = s->q + (size_t)i * q_dim;
@@ -163,18 +375,18 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
             }
         }
         /* output projection and residual */
-        op->matmul(s->xb2, s->xb, L->wo, NULL, b, q_dim, dim);
+        matmul(s, s->xb2, s->xb, L->wo, NULL, b, q_dim, dim);
         for (int i = 0; i < b; i++)
             op->add(s->x + (size_t)i * dim, s->xb2 + (size_t)i * dim, dim);
 
         /* SwiGLU FFN: pre-norm, w2(silu(w1 x) * w3 x), residual */
         for (int i = 0; i < b; i++)
             op->rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, L->ffn_norm, dim, eps);
-        op->matmul(s->hb, s->xb, L->w1, NULL, b, dim, hidden);
-        op->matmul(s->hb2, s->xb, L->w3, NULL, b, dim, hidden);
+        matmul(s, s->hb, s->xb, L->w1, NULL, b, dim, hidden);
+        matmul(s, s->hb2, s->xb, L->w3, NULL, b, dim, hidden);
         for (int i = 0; i < b; i++)
             op->swiglu(s->hb + (size_t)i * hidden, s->hb2 + (size_t)i * hidden, hidden);
-        op->matmul(s->xb, s->hb, L->w2, NULL, b, hidden, dim);
+        matmul(s, s->xb, s->hb, L->w2, NULL, b, hidden, dim);
         for (int i = 0; i < b; i++)
             op->add(s->x + (size_t)i * dim, s->xb + (size_t)i * dim, dim);
     }
@@ -182,7 +394,7 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
     /* final norm and classifier */
     for (int i = 0; i < b; i++)
         op->rmsnorm(s->x + (size_t)i * dim, s->x + (size_t)i * dim, m->w.final_norm, dim, eps);
-    op->matmul(s->logits, s->x, m->w.classifier, NULL, b, dim, c->vocab_size);
+    matmul(s, s->logits, s->x, m->w.classifier, NULL, b, dim, c->vocab_size);
 }
 
 const float *inf__state_logits(const inf_state *s, int i)

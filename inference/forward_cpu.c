@@ -7,37 +7,461 @@
  * batching never changes a sequence's results.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "inference/inference_int.h"
 
-/* w (n,) . x (n,) with eight float accumulators in a fixed order (lanes the
- * compiler can keep in one vector register; the order never depends on B). */
-static float dot(const float *w, const float *x, int n)
+/*
+ * Dot products: a weight row w (n,) . x (n,), with w converted exactly to
+ * float (f16, bf16 and Q8_0's d*q are all exact in float). Two rules:
+ *
+ * f32 weights (llama2.c's run.c arithmetic, which stories260K's published
+ * greedy text depends on): eight accumulators, a rounded product then a
+ * rounded sum,
+ *     acc[k] = acc[k] + w[j+k] * x[j+k]   for blocks of 8 (k = 0..7)
+ *     acc[0] = acc[0] + w[j] * x[j]       for the tail
+ *     ((acc0 + acc4) + (acc1 + acc5)) + ((acc2 + acc6) + (acc3 + acc7))
+ *
+ * f16 / bf16 / Q8_0 weights: fused multiply-adds (twice the arithmetic rate
+ * where batched decode is compute-bound) into two banks of eight that take
+ * alternate blocks of 8, so two FMA chains hide the FMA latency:
+ *     A[k] = fma(w[j+k], x[j+k], A[k]), B[k] = fma(w[j+8+k], x[j+8+k], B[k])
+ *                                         for blocks of 16
+ *     A[k] = fma(w[j+k], x[j+k], A[k])   for a last block of 8
+ *     A[0] = fma(w[j], x[j], A[0])       for the tail
+ *     then acc[k] = A[k] + B[k] and the same tree as above.
+ *
+ * The plain C versions and the AVX/FMA versions (lanes = accumulators;
+ * -std=c11 means the compiler never contracts on its own) give the same bits,
+ * so results depend neither on the CPU path nor on the batch: the batched
+ * matmul converts a row once into scratch and runs the f32 dot of the same
+ * rule on it. One row at a time: reading several rows at once measured
+ * slower on this machine's memory system.
+ */
+static float reduce8(const float *acc)
 {
-    float acc[8] = {0};
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += w[j + k] * x[j + k];
-    for (; j < n; j++)
-        acc[0] += w[j] * x[j];
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-/* W (d,n) @ X (B,n) -> out (B,d). Rows outside, batch inside: each weight row
- * is fetched once per step for the whole batch and stays in L1 while the B
- * dots use it. (A register-blocked 4-sequence dot measured slower with the
- * baseline SSE2 code gcc emits here, so the simple loop stays.) */
-static void cpu_matmul(float *out, const float *x, const float *w, const float *bias, int b,
-                       int n, int d)
+static float reduce16(const float *a, const float *b)
+{
+    float s[8];
+    for (int k = 0; k < 8; k++)
+        s[k] = a[k] + b[k];
+    return reduce8(s);
+}
+
+/* w (n,) f32 . x (n,) by the rule for `fused` */
+static float dot_c(const float *w, const float *x, int n, bool fused)
+{
+    float a[8] = {0}, b[8] = {0};
+    int j = 0;
+    if (!fused) {
+        for (; j + 8 <= n; j += 8)
+            for (int k = 0; k < 8; k++)
+                a[k] += w[j + k] * x[j + k];
+        for (; j < n; j++)
+            a[0] += w[j] * x[j];
+        return reduce8(a);
+    }
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 8; k++) {
+            a[k] = fmaf(w[j + k], x[j + k], a[k]);
+            b[k] = fmaf(w[j + 8 + k], x[j + 8 + k], b[k]);
+        }
+    if (j + 8 <= n) {
+        for (int k = 0; k < 8; k++)
+            a[k] = fmaf(w[j + k], x[j + k], a[k]);
+        j += 8;
+    }
+    for (; j < n; j++)
+        a[0] = fmaf(w[j], x[j], a[0]);
+    return reduce16(a, b);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_X86_PATHS 1
+
+#define AVX __attribute__((target("avx,f16c")))
+#define FMA __attribute__((target("avx,fma,f16c")))
+
+/* ---- the f32 rule, AVX ---- */
+
+AVX static float finish_avx(__m256 acc, const float *w, const float *x, int j, int n)
+{
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    for (; j < n; j++)
+        a[0] += w[j] * x[j];
+    return reduce8(a);
+}
+
+/* W row f32 (n,) . x (n,) */
+AVX static float dot_f32_avx(const float *w, const float *x, int n)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j)));
+    return finish_avx(acc, w, x, j, n);
+}
+
+/* W row f32 (n,) against four x (n,) at once: out[i] = dot(w, x_i), each
+ * with its own accumulator, so every result equals dot_f32_avx's. */
+AVX static void dot4_f32_avx(float *out, const float *w, const float *const *x, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 wv = _mm256_loadu_ps(w + j);
+        a0 = _mm256_add_ps(a0, _mm256_mul_ps(wv, _mm256_loadu_ps(x[0] + j)));
+        a1 = _mm256_add_ps(a1, _mm256_mul_ps(wv, _mm256_loadu_ps(x[1] + j)));
+        a2 = _mm256_add_ps(a2, _mm256_mul_ps(wv, _mm256_loadu_ps(x[2] + j)));
+        a3 = _mm256_add_ps(a3, _mm256_mul_ps(wv, _mm256_loadu_ps(x[3] + j)));
+    }
+    out[0] = finish_avx(a0, w, x[0], j, n);
+    out[1] = finish_avx(a1, w, x[1], j, n);
+    out[2] = finish_avx(a2, w, x[2], j, n);
+    out[3] = finish_avx(a3, w, x[3], j, n);
+}
+
+/* ---- the fused rule ---- */
+
+/* Eight weights j..j+7 (j % 8 == 0) of a stored row as floats, exactly. */
+FMA static inline __m256 f32x8(const unsigned char *row, int j)
+{
+    return _mm256_loadu_ps((const float *)row + j);
+}
+
+FMA static inline __m256 bf16x8(const unsigned char *row, int j)
+{
+    __m128i h = _mm_loadu_si128((const __m128i *)(row + 2 * (size_t)j));
+    __m128i z = _mm_setzero_si128();
+    return _mm256_castsi256_ps(_mm256_set_m128i(_mm_unpackhi_epi16(z, h),
+                                                _mm_unpacklo_epi16(z, h)));
+}
+
+FMA static inline __m256 f16x8(const unsigned char *row, int j)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * (size_t)j)));
+}
+
+/* Q8_0: the eight lie in one block; d * q is exact */
+FMA static inline __m256 q8x8(const unsigned char *row, int j)
+{
+    const unsigned char *blk = row + (size_t)(j / INF__Q8_BLOCK) * INF__Q8_BYTES;
+    uint16_t dh;
+    memcpy(&dh, blk, 2);
+    __m128i q = _mm_loadl_epi64((const __m128i *)(blk + 2 + j % INF__Q8_BLOCK));
+    __m128i lo = _mm_cvtepi8_epi32(q), hi = _mm_cvtepi8_epi32(_mm_srli_si128(q, 4));
+    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(dh)),
+                         _mm256_cvtepi32_ps(_mm256_set_m128i(hi, lo)));
+}
+
+/* Weight k of a stored row as a float (the scalar tails). */
+static float weight_at(inf_dtype type, const unsigned char *row, int k)
+{
+    uint16_t h;
+    switch (type) {
+    case INF_DTYPE_F32: {
+        float f;
+        memcpy(&f, row + 4 * (size_t)k, 4);
+        return f;
+    }
+    case INF_DTYPE_BF16: memcpy(&h, row + 2 * (size_t)k, 2); return inf__bf16_to_f32(h);
+    case INF_DTYPE_F16: memcpy(&h, row + 2 * (size_t)k, 2); return inf__f16_to_f32(h);
+    case INF_DTYPE_Q8_0: {
+        const unsigned char *blk = row + (size_t)(k / INF__Q8_BLOCK) * INF__Q8_BYTES;
+        memcpy(&h, blk, 2);
+        return inf__f16_to_f32(h) * (float)(int8_t)blk[2 + k % INF__Q8_BLOCK];
+    }
+    }
+    return 0.0f;
+}
+
+/* A stored row (n,) . x (n,) by the fused rule, read straight from memory:
+ * the single-stream kernel. */
+#define DEF_DOT_FMA(name, LOAD, TYPE)                                                       \
+    FMA static float name(const unsigned char *row, const float *x, int n)                 \
+    {                                                                                      \
+        __m256 a = _mm256_setzero_ps(), b = a;                                             \
+        int j = 0;                                                                         \
+        for (; j + 16 <= n; j += 16) {                                                     \
+            a = _mm256_fmadd_ps(LOAD(row, j), _mm256_loadu_ps(x + j), a);                  \
+            b = _mm256_fmadd_ps(LOAD(row, j + 8), _mm256_loadu_ps(x + j + 8), b);          \
+        }                                                                                  \
+        if (j + 8 <= n) {                                                                  \
+            a = _mm256_fmadd_ps(LOAD(row, j), _mm256_loadu_ps(x + j), a);                  \
+            j += 8;                                                                        \
+        }                                                                                  \
+        float ta[8], tb[8];                                                                \
+        _mm256_storeu_ps(ta, a);                                                           \
+        _mm256_storeu_ps(tb, b);                                                           \
+        for (; j < n; j++)                                                                 \
+            ta[0] = fmaf(weight_at(TYPE, row, j), x[j], ta[0]);                            \
+        return reduce16(ta, tb);                                                           \
+    }
+DEF_DOT_FMA(dot_f32_fma, f32x8, INF_DTYPE_F32)
+DEF_DOT_FMA(dot_bf16_fma, bf16x8, INF_DTYPE_BF16)
+DEF_DOT_FMA(dot_f16_fma, f16x8, INF_DTYPE_F16)
+DEF_DOT_FMA(dot_q8_fma, q8x8, INF_DTYPE_Q8_0)
+#undef DEF_DOT_FMA
+
+/* A converted row f32 (n,) against four x (n,) at once by the fused rule
+ * (each result equals dot_f32_fma's): eight chains, and each load of w
+ * serves four sequences. The batched kernel. */
+FMA static void dot4_f32_fma(float *out, const float *w, const float *const *x, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256 wa = _mm256_loadu_ps(w + j), wb = _mm256_loadu_ps(w + j + 8);
+        a0 = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x[0] + j), a0);
+        b0 = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x[0] + j + 8), b0);
+        a1 = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x[1] + j), a1);
+        b1 = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x[1] + j + 8), b1);
+        a2 = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x[2] + j), a2);
+        b2 = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x[2] + j + 8), b2);
+        a3 = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x[3] + j), a3);
+        b3 = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x[3] + j + 8), b3);
+    }
+    __m256 as[4] = {a0, a1, a2, a3}, bs[4] = {b0, b1, b2, b3};
+    for (int t = 0; t < 4; t++) {
+        int jj = j;
+        if (jj + 8 <= n) {
+            as[t] = _mm256_fmadd_ps(_mm256_loadu_ps(w + jj), _mm256_loadu_ps(x[t] + jj), as[t]);
+            jj += 8;
+        }
+        float ta[8], tb[8];
+        _mm256_storeu_ps(ta, as[t]);
+        _mm256_storeu_ps(tb, bs[t]);
+        for (; jj < n; jj++)
+            ta[0] = fmaf(w[jj], x[t][jj], ta[0]);
+        out[t] = reduce16(ta, tb);
+    }
+}
+
+/* The fused rule's final sum of banks a and b (n % 8 == 0: no scalar tail),
+ * in registers: t = lanes 0-3 + lanes 4-7, then two horizontal adds give
+ * ((t0 + t1) + (t2 + t3)), reduce16's tree exactly. */
+FMA static inline float sum_banks(__m256 a, __m256 b)
+{
+    __m256 s = _mm256_add_ps(a, b);
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    t = _mm_hadd_ps(t, t);
+    t = _mm_hadd_ps(t, t);
+    return _mm_cvtss_f32(t);
+}
+
+/*
+ * Two converted rows w0, w1 (n,) against four x (n,) by the fused rule,
+ * n % 8 == 0: out[r*4 + s] = dot(w_r, x_s), each equal to dot_f32_fma's. The
+ * banks are independent chains, so bank a runs over the whole row first and
+ * then bank b: eight accumulators per pass, and each weight load serves four
+ * sequences and each x load two rows (0.75 loads per FMA). The batched
+ * kernel, compute-bound at group sizes where decode is.
+ */
+FMA static void dot2x4_f32_fma(float *out, const float *w0, const float *w1,
+                               const float *const *x, int n)
+{
+    int n16 = n / 16 * 16;
+    __m256 acc[2][8];
+    for (int bank = 0; bank < 2; bank++) {
+        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+        __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+        const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+        for (int j = bank * 8; j < n16; j += 16) {
+            __m256 a = _mm256_loadu_ps(w0 + j), b = _mm256_loadu_ps(w1 + j);
+            __m256 v = _mm256_loadu_ps(x0 + j);
+            c00 = _mm256_fmadd_ps(a, v, c00);
+            c10 = _mm256_fmadd_ps(b, v, c10);
+            v = _mm256_loadu_ps(x1 + j);
+            c01 = _mm256_fmadd_ps(a, v, c01);
+            c11 = _mm256_fmadd_ps(b, v, c11);
+            v = _mm256_loadu_ps(x2 + j);
+            c02 = _mm256_fmadd_ps(a, v, c02);
+            c12 = _mm256_fmadd_ps(b, v, c12);
+            v = _mm256_loadu_ps(x3 + j);
+            c03 = _mm256_fmadd_ps(a, v, c03);
+            c13 = _mm256_fmadd_ps(b, v, c13);
+        }
+        if (bank == 0 && n16 < n) {     /* the last block of 8 belongs to bank a */
+            __m256 a = _mm256_loadu_ps(w0 + n16), b = _mm256_loadu_ps(w1 + n16);
+            c00 = _mm256_fmadd_ps(a, _mm256_loadu_ps(x0 + n16), c00);
+            c10 = _mm256_fmadd_ps(b, _mm256_loadu_ps(x0 + n16), c10);
+            c01 = _mm256_fmadd_ps(a, _mm256_loadu_ps(x1 + n16), c01);
+            c11 = _mm256_fmadd_ps(b, _mm256_loadu_ps(x1 + n16), c11);
+            c02 = _mm256_fmadd_ps(a, _mm256_loadu_ps(x2 + n16), c02);
+            c12 = _mm256_fmadd_ps(b, _mm256_loadu_ps(x2 + n16), c12);
+            c03 = _mm256_fmadd_ps(a, _mm256_loadu_ps(x3 + n16), c03);
+            c13 = _mm256_fmadd_ps(b, _mm256_loadu_ps(x3 + n16), c13);
+        }
+        acc[bank][0] = c00;
+        acc[bank][1] = c01;
+        acc[bank][2] = c02;
+        acc[bank][3] = c03;
+        acc[bank][4] = c10;
+        acc[bank][5] = c11;
+        acc[bank][6] = c12;
+        acc[bank][7] = c13;
+    }
+    for (int k = 0; k < 8; k++)
+        out[k] = sum_banks(acc[0][k], acc[1][k]);
+}
+
+/* A stored row (n,) of a half or quantized type -> buf (n,) f32, exactly. */
+FMA static void row_to_f32_avx(float *buf, inf_dtype type, const unsigned char *row, int n)
+{
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(buf + j, type == INF_DTYPE_BF16  ? bf16x8(row, j)
+                                  : type == INF_DTYPE_F16 ? f16x8(row, j)
+                                                          : q8x8(row, j));
+    for (; j < n; j++)
+        buf[j] = weight_at(type, row, j);
+}
+
+/* CPU features, detected once: bit 0 AVX + F16C (with OS support), bit 1 FMA. */
+static int cpu_features = -1;
+
+static int features(void)
+{
+    int v = __atomic_load_n(&cpu_features, __ATOMIC_RELAXED);
+    if (v >= 0)
+        return v;
+    unsigned a, b, c, d;
+    v = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_AVX) && (c & bit_F16C) &&
+        (c & bit_OSXSAVE) && (c & bit_SSE4_1)) {
+        unsigned lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        if ((lo & 6u) == 6u)    /* the OS saves the ymm registers */
+            v = 1 | ((c & bit_FMA) ? 2 : 0);
+    }
+    __atomic_store_n(&cpu_features, v, __ATOMIC_RELAXED);   /* racing callers agree */
+    return v;
+}
+#define HAS_AVX() (features() & 1)
+#define HAS_FMA() (features() == 3)
+#else
+#define HAVE_X86_PATHS 0
+#endif
+
+/* Row i of W (d,n) as floats into buf (n,), exactly. */
+static const float *row_f32(float *buf, inf_mat w, size_t i, int n)
+{
+    size_t rb = inf_dtype_row_bytes(w.type, (size_t)n);
+    const unsigned char *row = (const unsigned char *)w.data + i * rb;
+    if (w.type == INF_DTYPE_F32)
+        return (const float *)row;
+#if HAVE_X86_PATHS
+    if (HAS_FMA()) {
+        row_to_f32_avx(buf, w.type, row, n);
+        return buf;
+    }
+#endif
+    inf_dtype_to_f32(buf, w.type, row, (size_t)n);
+    return buf;
+}
+
+/* A converted row f32 (n,) . x (n,) by the rule of `fused`. */
+static float dot_one(const float *row, const float *x, int n, bool fused)
+{
+#if HAVE_X86_PATHS
+    if (fused && HAS_FMA())
+        return dot_f32_fma((const unsigned char *)row, x, n);
+    if (!fused && HAS_AVX())
+        return dot_f32_avx(row, x, n);
+#endif
+    return dot_c(row, x, n, fused);
+}
+
+/* Row i of W (d,n) . x (n,), read straight from W where a kernel can. */
+static float dot_row(inf_mat w, size_t i, const float *x, int n, float *scratch)
+{
+#if HAVE_X86_PATHS
+    const unsigned char *row =
+        (const unsigned char *)w.data + i * inf_dtype_row_bytes(w.type, (size_t)n);
+    if (w.type == INF_DTYPE_F32 && HAS_AVX())
+        return dot_f32_avx((const float *)row, x, n);
+    if (HAS_FMA())
+        switch (w.type) {
+        case INF_DTYPE_BF16: return dot_bf16_fma(row, x, n);
+        case INF_DTYPE_F16: return dot_f16_fma(row, x, n);
+        case INF_DTYPE_Q8_0: return dot_q8_fma(row, x, n);
+        case INF_DTYPE_F32: break;
+        }
+#endif
+    return dot_c(row_f32(scratch, w, i, n), x, n, w.type != INF_DTYPE_F32);
+}
+
+/* W (d,n) @ X (B,n) -> out (B,d) (row stride ldo); scratch (2n,). Rows
+ * outside, batch inside: each weight row is read from memory once per step for the whole
+ * batch (converted once into scratch when B > 1, then dotted with every
+ * sequence from L1), which is what makes a batch of B nearly as cheap as one
+ * sequence while decode is memory-bound. */
+static void cpu_matmul(float *out, size_t ldo, const float *x, inf_mat w, const float *bias, int b,
+                       int n, int d, float *scratch)
 {
     size_t N = (size_t)n, D = (size_t)d;
-    for (size_t i = 0; i < D; i++) {
-        const float *row = w + i * N;
-        for (int k = 0; k < b; k++) {
-            float v = dot(row, x + (size_t)k * N, n);
-            out[(size_t)k * D + i] = bias ? v + bias[i] : v;
+    bool fused = w.type != INF_DTYPE_F32;
+    if (b == 1) {
+        for (size_t i = 0; i < D; i++) {
+            float r = dot_row(w, i, x, n, scratch);
+            out[i] = bias ? r + bias[i] : r;
+        }
+        return;
+    }
+    const float *xs[4];
+    float v[8];
+    size_t i = 0;
+#if HAVE_X86_PATHS
+    /* two rows (scratch holds 2n floats) x four sequences at a time */
+    if (fused && HAS_FMA() && n % 8 == 0 && b >= 4)
+        for (; i + 2 <= D; i += 2) {
+            const float *r0 = row_f32(scratch, w, i, n), *r1 = row_f32(scratch + N, w, i + 1, n);
+            int k = 0;
+            for (; k + 4 <= b; k += 4) {
+                for (int t = 0; t < 4; t++)
+                    xs[t] = x + (size_t)(k + t) * N;
+                dot2x4_f32_fma(v, r0, r1, xs, n);
+                for (int t = 0; t < 4; t++) {
+                    out[(size_t)(k + t) * ldo + i] = bias ? v[t] + bias[i] : v[t];
+                    out[(size_t)(k + t) * ldo + i + 1] = bias ? v[4 + t] + bias[i + 1] : v[4 + t];
+                }
+            }
+            for (; k < b; k++) {
+                const float *xk = x + (size_t)k * N;
+                float p = dot_one(r0, xk, n, true), q = dot_one(r1, xk, n, true);
+                out[(size_t)k * ldo + i] = bias ? p + bias[i] : p;
+                out[(size_t)k * ldo + i + 1] = bias ? q + bias[i + 1] : q;
+            }
+        }
+#endif
+    for (; i < D; i++) {
+        float bi = bias ? bias[i] : 0.0f;
+        const float *row = row_f32(scratch, w, i, n);
+        int k = 0;
+#if HAVE_X86_PATHS
+        if (fused ? HAS_FMA() : HAS_AVX())
+            for (; k + 4 <= b; k += 4) {
+                for (int t = 0; t < 4; t++)
+                    xs[t] = x + (size_t)(k + t) * N;
+                if (fused)
+                    dot4_f32_fma(v, row, xs, n);
+                else
+                    dot4_f32_avx(v, row, xs, n);
+                for (int t = 0; t < 4; t++)
+                    out[(size_t)(k + t) * ldo + i] = bias ? v[t] + bi : v[t];
+            }
+#endif
+        for (; k < b; k++) {
+            float r = dot_one(row, x + (size_t)k * N, n, fused);
+            out[(size_t)k * ldo + i] = bias ? r + bi : r;
         }
     }
 }

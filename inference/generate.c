@@ -43,6 +43,7 @@ typedef struct gen_job {
     int n_prompt;
     int max_new;                /* max_tokens capped by the context */
     int max_len;                /* positions a state needs */
+    int row_threads;            /* row-parallel threads per worker's state */
     size_t *stop_lens;          /* (n_stop,) */
     size_t max_stop_len;
     inf_sample *samples;        /* (n_samples,) results */
@@ -163,7 +164,8 @@ static void *worker_run(void *arg)
     }
     if (n_live == 0)
         goto done;
-    if ((rc = inf_state_new(&st, job->m, w->count, job->max_len, &w->err)) != 0)
+    if ((rc = inf_state_new(&st, job->m, w->count, job->max_len, &w->err)) != 0 ||
+        (rc = inf_state_set_threads(st, job->row_threads, &w->err)) != 0)
         goto done;
     for (int i = 0; i < w->count; i++)
         inf__state_copy_kv(st, i, job->prefill, 0, job->n_prompt);
@@ -312,7 +314,8 @@ int inf_generate(inf_result *out, const inf_model *m, const inf_tokenizer *tok, 
 
     /* prefill: the prompt once */
     int max_len = np + max_new - 1;
-    if ((rc = inf_state_new(&pre, m, 1, max_len, err)) != 0)
+    if ((rc = inf_state_new(&pre, m, 1, max_len, err)) != 0 ||
+        (rc = inf_state_set_threads(pre, o->n_threads, err)) != 0)
         goto done;
     int seq0 = 0;
     for (int pos = 0; pos < np; pos++)
@@ -325,7 +328,10 @@ int inf_generate(inf_result *out, const inf_model *m, const inf_tokenizer *tok, 
         .max_len = max_len, .stop_lens = stop_lens, .max_stop_len = max_stop,
         .samples = res.samples,
     };
+    /* threads split the samples; when there are fewer samples than threads,
+     * each group's matmuls are split by rows over the spare threads */
     int nt = o->n_threads < n ? o->n_threads : n;
+    job.row_threads = o->n_threads / nt;
     workers = calloc((size_t)nt, sizeof *workers);
     threads = calloc((size_t)nt, sizeof *threads);
     if (!workers || !threads) {

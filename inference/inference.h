@@ -89,31 +89,70 @@ typedef struct inf_config {
     int n_eos;
 } inf_config;
 
-/* One transformer block's weights, float32, row-major. A matrix (d, n) maps
- * a vector (n,) to (d,). kv_dim = n_kv_heads*head_dim, q_dim = n_heads*head_dim. */
+/* How a weight matrix is stored. Vectors (norms, biases) are always float32;
+ * loaders convert them at load time (they are small). */
+typedef enum inf_dtype {
+    INF_DTYPE_F32 = 0,
+    INF_DTYPE_F16,          /* IEEE half */
+    INF_DTYPE_BF16,         /* bfloat16: the top 16 bits of a float32 */
+    INF_DTYPE_Q8_0          /* ggml Q8_0: blocks of 32 as {f16 scale d, int8 q[32]}, w = d*q;
+                               a row's length must be a multiple of 32 */
+} inf_dtype;
+
+/* A row-major matrix (rows, cols) of `type`, rows contiguous: row r starts at
+ * byte r * inf_dtype_row_bytes(type, cols). Borrowed memory (a mapped file or
+ * the caller's array). Kernels read it as is: nothing is expanded to f32. */
+typedef struct inf_mat {
+    const void *data;
+    inf_dtype type;
+} inf_mat;
+
+/* A float32 matrix: INF_MAT_F32(ptr). */
+#define INF_MAT_F32(p) ((inf_mat){.data = (p), .type = INF_DTYPE_F32})
+
+/* One transformer block's weights, row-major. A matrix (d, n) maps a vector
+ * (n,) to (d,). kv_dim = n_kv_heads*head_dim, q_dim = n_heads*head_dim. */
 typedef struct inf_layer {
     const float *attn_norm;     /* (dim,) */
-    const float *wq;            /* (q_dim, dim) */
-    const float *wk;            /* (kv_dim, dim) */
-    const float *wv;            /* (kv_dim, dim) */
+    inf_mat wq;                 /* (q_dim, dim) */
+    inf_mat wk;                 /* (kv_dim, dim) */
+    inf_mat wv;                 /* (kv_dim, dim) */
     const float *bq;            /* (q_dim,)  when qkv_bias, else NULL */
     const float *bk;            /* (kv_dim,) when qkv_bias, else NULL */
     const float *bv;            /* (kv_dim,) when qkv_bias, else NULL */
     const float *q_norm;        /* (head_dim,) when qk_norm, else NULL */
     const float *k_norm;        /* (head_dim,) when qk_norm, else NULL */
-    const float *wo;            /* (dim, q_dim) */
+    inf_mat wo;                 /* (dim, q_dim) */
     const float *ffn_norm;      /* (dim,) */
-    const float *w1;            /* (hidden_dim, dim)  gate */
-    const float *w2;            /* (dim, hidden_dim)  down */
-    const float *w3;            /* (hidden_dim, dim)  up */
+    inf_mat w1;                 /* (hidden_dim, dim)  gate */
+    inf_mat w2;                 /* (dim, hidden_dim)  down */
+    inf_mat w3;                 /* (hidden_dim, dim)  up */
 } inf_layer;
 
 typedef struct inf_weights {
-    const float *tok_embeddings;    /* (vocab_size, dim) */
+    inf_mat tok_embeddings;         /* (vocab_size, dim) */
     const inf_layer *layers;        /* (n_layers,) */
     const float *final_norm;        /* (dim,) */
-    const float *classifier;        /* (vocab_size, dim); == tok_embeddings when tied */
+    inf_mat classifier;             /* (vocab_size, dim); == tok_embeddings when tied */
 } inf_weights;
+
+/* Bytes of one row of `cols` elements of `type` (Q8_0: cols/32 blocks of 34
+ * bytes; 0 when cols is not a multiple of 32). */
+size_t inf_dtype_row_bytes(inf_dtype type, size_t cols);
+
+/* "f32", "f16", "bf16", "q8_0". Static. */
+const char *inf_dtype_name(inf_dtype type);
+
+/*
+ * Converts `n` floats to `type` into dst (inf_dtype_row_bytes(type, n) bytes):
+ * round to nearest even for f16/bf16; Q8_0 as ggml quantizes (d = max|x|/127
+ * rounded to f16, q = round(x/d)). For writers and tests. Returns 0, or
+ * INF_EINVALID for a Q8_0 length that is not a multiple of 32.
+ */
+int inf_dtype_from_f32(void *dst, inf_dtype type, const float *src, size_t n);
+
+/* The inverse: `n` elements of `type` at src -> float32 (exact). */
+void inf_dtype_to_f32(float *dst, inf_dtype type, const void *src, size_t n);
 
 typedef struct inf_model inf_model;
 
@@ -136,6 +175,52 @@ typedef struct inf_model inf_model;
  * On success *out is a new model; the caller frees it with inf_model_free().
  */
 int inf_model_load_llama2c(inf_model **out, const char *path, inf_error *err);
+
+/*
+ * Loads a HuggingFace model directory: config.json (LlamaForCausalLM,
+ * Qwen2ForCausalLM or Qwen3ForCausalLM; rope_theta, llama3 rope_scaling,
+ * rms_norm_eps, head_dim, tie_word_embeddings, Qwen2's q/k/v bias, Qwen3's
+ * q/k norm) and model.safetensors, or the shards that
+ * model.safetensors.index.json lists. Tensors may be F32, F16 or BF16;
+ * matrices are used in place from the read-only mappings (never expanded),
+ * norms and biases are converted to float32. RoPE is HF's half layout.
+ * Missing or misshapen tensors, unsupported architectures or options, bad
+ * JSON and out-of-range offsets are INF_EINVALID errors naming the problem.
+ *
+ * On success *out is a new model; the caller frees it with inf_model_free().
+ */
+int inf_model_load_hf(inf_model **out, const char *dir, inf_error *err);
+
+/*
+ * Writes `m` as a HuggingFace directory `dir` (which must exist):
+ * config.json and model.safetensors, or shards of at most about
+ * `shard_bytes` each plus model.safetensors.index.json (shard_bytes 0: one
+ * file). All tensors are stored as `dtype` (f32, f16 or bf16). The
+ * architecture follows the config: q/k norm -> Qwen3, q/k/v bias -> Qwen2,
+ * else Llama. An interleaved-RoPE model (llama2.c) has its q/k rows permuted
+ * to HF's half layout, as transformers' conversion script does, so loading
+ * the result with inf_model_load_hf computes the same function. For tests
+ * and conversion tools. Returns 0 or a negative INF_E* code.
+ */
+int inf_model_save_hf(const inf_model *m, const char *dir, inf_dtype dtype, size_t shard_bytes,
+                      inf_error *err);
+
+/*
+ * Loads the weights of a GGUF file (general.architecture llama, qwen2 or
+ * qwen3; llama.cpp's tensor names and metadata) with F32, F16, BF16 or Q8_0
+ * matrices, used in place from the read-only mapping. llama uses the
+ * interleaved RoPE order, qwen2/qwen3 the half order, as llama.cpp does.
+ * Missing or misshapen tensors and other tensor types (Q4_K, ...) are
+ * INF_EINVALID errors naming them. On success *out is a new model; free it
+ * with inf_model_free(). The tokenizer comes from inf_tokenizer_load_gguf.
+ */
+int inf_model_load_gguf(inf_model **out, const char *path, inf_error *err);
+
+/* Writes `m` as a GGUF v3 file (llama, or qwen2 / qwen3 when it has q/k/v
+ * bias / q/k norm) with matrices as `dtype` (rows must suit Q8_0) and
+ * vectors as F32; q/k rows are permuted when the model's RoPE order differs
+ * from the architecture's. No tokenizer. For tests and tools. */
+int inf_model_save_gguf(const inf_model *m, const char *path, inf_dtype dtype, inf_error *err);
 
 /*
  * A model over weights the caller owns (tests, future loaders). The config is
@@ -161,6 +246,12 @@ typedef struct inf_state inf_state;
  * and must outlive the state. One state is used by one thread at a time. */
 int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, inf_error *err);
 void inf_state_free(inf_state *s);
+
+/* Splits every matmul of `s` by rows over n_threads threads (the caller's
+ * included; 1: none). Each output is computed by one thread exactly as
+ * without threads, so results do not change. Returns 0 or INF_EINVALID /
+ * INF_ENOMEM; the threads end with inf_state_free. */
+int inf_state_set_threads(inf_state *s, int n_threads, inf_error *err);
 
 /*
  * Runs `token` at position `pos` of sequence `seq` (positions 0..pos-1 of that
@@ -189,6 +280,27 @@ int inf_tokenizer_load_llama2c(inf_tokenizer **out, const char *path, int vocab_
  * them. On success *out is new; free with inf_tokenizer_free(). */
 int inf_tokenizer_load_gguf(inf_tokenizer **out, const char *path, inf_error *err);
 
+/*
+ * Loads a HuggingFace tokenizer.json (`path` is the file or its directory):
+ * model BPE, either byte-level (pre_tokenizer ByteLevel, or Split with the
+ * GPT-2, Llama 3 or Qwen2 regex + ByteLevel) or SentencePiece style
+ * (byte_fallback, Prepend/Replace "▁" normalizer or Metaspace); added_tokens
+ * with their special flags; normalizer NFC accepted (encode then refuses text
+ * NFC could change: NFC itself is not implemented). BOS/EOS come from
+ * tokenizer_config.json beside it when present. Anything else is an
+ * INF_EINVALID error naming it. On success *out is new; free with
+ * inf_tokenizer_free().
+ */
+int inf_tokenizer_load_hf(inf_tokenizer **out, const char *path, inf_error *err);
+
+/*
+ * Writes `t` as dir/tokenizer.json (+ tokenizer_config.json with BOS/EOS):
+ * SentencePiece tokenizers as HF's Llama converter would (merges of every
+ * split of a token, by the token's score), byte-level ones with their merges
+ * and pre-tokenizer regex (not Falcon's). For conversions and tests.
+ */
+int inf_tokenizer_save_hf(const inf_tokenizer *t, const char *dir, inf_error *err);
+
 void inf_tokenizer_free(inf_tokenizer *t);
 
 int inf_tokenizer_vocab_size(const inf_tokenizer *t);
@@ -198,11 +310,14 @@ int inf_tokenizer_eos(const inf_tokenizer *t);     /* -1 when none */
 /* Encode flags. */
 #define INF_TOK_BOS 1u      /* prepend BOS (when the vocabulary has one) */
 #define INF_TOK_EOS 2u      /* append EOS (when the vocabulary has one) */
+#define INF_TOK_SPECIAL 4u  /* HF tokenizers: text of special added tokens ("<|im_start|>")
+                               becomes those tokens (non-special added tokens always do) */
 
 /*
  * Encodes `len` bytes of `text` (any bytes; invalid UTF-8 falls back to byte
  * tokens where the vocabulary has them). Special-token text such as "<s>" is
- * not parsed: it encodes as ordinary text. On success *ids is a new array of
+ * not parsed (it encodes as ordinary text) unless flags has INF_TOK_SPECIAL
+ * and the tokenizer came from tokenizer.json. On success *ids is a new array of
  * *n_ids ids (never NULL, even when empty) the caller free()s.
  */
 int inf_tokenizer_encode(int **ids, size_t *n_ids, const inf_tokenizer *t, const char *text,
@@ -221,6 +336,49 @@ const char *inf_tokenizer_piece(const inf_tokenizer *t, int prev, int id, size_t
  * NUL-terminated string of *len bytes the caller free()s. */
 int inf_tokenizer_decode(char **text, size_t *len, const inf_tokenizer *t, const int *ids,
                          size_t n, inf_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Chat templates                                                            */
+
+typedef enum inf_chat_family {
+    INF_CHAT_NONE = 0,
+    INF_CHAT_CHATML,        /* <|im_start|>role\ncontent<|im_end|>\n (Qwen) */
+    INF_CHAT_LLAMA3         /* <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|> */
+} inf_chat_family;
+
+/* A built-in template, as recognized from a model's Jinja chat_template. */
+typedef struct inf_chat_template {
+    inf_chat_family family;
+    char default_system[128];   /* ChatML: system message when none is given (Qwen2.5), or "" */
+    bool llama31_dates;         /* Llama 3.1: a system header with its knowledge/today dates */
+} inf_chat_template;
+
+typedef struct inf_chat_message {
+    const char *role;       /* "system", "user" or "assistant" */
+    const char *content;
+} inf_chat_message;
+
+/*
+ * Reads `chat_template` from tokenizer_config.json (`path` is the file or its
+ * directory) and recognizes its family: "<|im_start|>" -> ChatML,
+ * "<|start_header_id|>" -> Llama 3. Anything else (or no template) is
+ * INF_EINVALID "unsupported chat template in tokenizer_config.json; pass
+ * --chat-template FILE (a Lua function)".
+ */
+int inf_chat_template_load(inf_chat_template *out, const char *path, inf_error *err);
+
+/* The same from the Jinja text itself. */
+int inf_chat_template_from_string(inf_chat_template *out, const char *jinja, inf_error *err);
+
+/*
+ * Renders `n` messages as the template does, plus the assistant header when
+ * add_generation_prompt. Llama 3 output starts with "<|begin_of_text|>": encode
+ * it with INF_TOK_SPECIAL and without INF_TOK_BOS. On success *text is a new
+ * NUL-terminated string of *len bytes the caller free()s.
+ */
+int inf_chat_render(char **text, size_t *len, const inf_chat_template *tpl,
+                    const inf_chat_message *msgs, size_t n, bool add_generation_prompt,
+                    inf_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Sampling and generation                                                   */
@@ -280,7 +438,8 @@ typedef struct inf_result {
  * Generates opts->n_samples continuations of `prompt` (n_prompt >= 1 ids;
  * prompt plus output never exceed config.seq_len).
  * The prompt is run once and its KV cache copied to every sample; samples then
- * advance together in batched steps, split over opts->n_threads threads.
+ * advance together in batched steps, split over opts->n_threads threads (spare
+ * threads, when there are fewer samples than threads, split each matmul by rows).
  * `tok` (may be NULL) decodes text and is required when stop strings are set.
  * On success *out is filled (free with inf_result_free); on failure *out is
  * left empty.

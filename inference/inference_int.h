@@ -15,14 +15,34 @@
 int inf__fail(inf_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Most mapped files one model may own (safetensors shards). */
+#define INF__MAX_MAPS 256
+
+struct inf__gguf;
+
 struct inf_model {
     inf_config config;
-    inf_weights w;              /* points into `map` or into the caller's arrays */
+    inf_weights w;              /* points into the maps, `owned` or the caller's arrays */
     inf_layer *layers;          /* (n_layers,) owned copy that w.layers points to */
     float *rope_inv_freq;       /* (head_dim/2,) owned; theta^(-2i/head_dim), scaled */
     void *map;                  /* mmap'ed file, or NULL */
     size_t map_len;
+    void *maps[INF__MAX_MAPS];  /* more mmap'ed files (shards), owned */
+    size_t map_lens[INF__MAX_MAPS];
+    int n_maps;
+    float *owned;               /* f32 copies of vectors converted at load, or NULL; owned */
+    struct inf__gguf *gguf;     /* the GGUF file the weights point into, or NULL; owned */
 };
+
+/* Q8_0 blocks: 32 weights as {uint16 f16 scale, int8 q[32]}. */
+#define INF__Q8_BLOCK 32
+#define INF__Q8_BYTES 34
+
+/* Exact scalar conversions; f32 -> half types round to nearest even. */
+float inf__f16_to_f32(uint16_t h);
+uint16_t inf__f32_to_f16(float f);
+float inf__bf16_to_f32(uint16_t h);
+uint16_t inf__f32_to_bf16(float f);
 
 /* Validates `c` (every field in range, consistent). Returns 0 or INF_EINVALID
  * with a message naming the field; `what` names the source ("stories.bin"). */
@@ -43,9 +63,14 @@ int inf__model_init(inf_model *m, const inf_config *c, const inf_weights *w, inf
  */
 typedef struct inf__ops {
     const char *name;
-    /* W (d,n) @ X (B,n) -> out (B,d); bias (d,) added when not NULL */
-    void (*matmul)(float *out, const float *x, const float *w, const float *bias,
-                   int b, int n, int d);
+    /* W (d,n) of any inf_dtype @ X (B,n) f32 -> out (B,d) f32, batch row k of
+     * out at out + k*ldo; bias (d,) added when not NULL; scratch (2n,) floats.
+     * Each out element is one dot product in a fixed order whatever B and
+     * the CPU path (see forward_cpu.c), so the rows of W can also be split
+     * between threads (pass the slice's W, bias and out) without changing
+     * any result. */
+    void (*matmul)(float *out, size_t ldo, const float *x, inf_mat w, const float *bias, int b,
+                   int n, int d, float *scratch);
     /* out (n,) = x (n,) / rms(x) * weight (n,); out may alias x */
     void (*rmsnorm)(float *out, const float *x, const float *weight, int n, float eps);
     /* rotates v (n_heads, head_dim) in place for position pos; inv_freq (head_dim/2,) */
@@ -146,6 +171,38 @@ int inf__gguf_str(const char **s, size_t *len, const inf__gguf *g, const inf__gg
                   inf_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* safetensors (safetensors.c) */
+
+enum { INF__ST_F32 = 0, INF__ST_F16, INF__ST_BF16, INF__ST_OTHER };
+
+typedef struct inf__st_tensor {
+    char *name;                 /* owned */
+    int type;                   /* INF__ST_* */
+    char dtype_name[12];        /* as in the header: "BF16" */
+    int n_dims;
+    int64_t shape[4];           /* row-major: shape[n_dims-1] is contiguous */
+    const void *data;           /* in the map; n_bytes == product(shape) * element size */
+    uint64_t n_bytes;
+} inf__st_tensor;
+
+typedef struct inf__st {
+    void *map;                  /* the whole file, read-only; owned (see inf__st_close) */
+    size_t size;
+    inf__st_tensor *tensors;    /* (n_tensors,) owned */
+    size_t n_tensors;
+    char path[512];
+} inf__st;
+
+/* Maps and parses one .safetensors file, checking every offset. On success
+ * *out is new; free with inf__st_close (a caller that keeps the map sets
+ * f->map = NULL first and munmaps it later). */
+int inf__st_open(inf__st **out, const char *path, inf_error *err);
+void inf__st_close(inf__st *f);
+
+/* The tensor named `name`, or NULL. Borrowed from f. */
+const inf__st_tensor *inf__st_find(const inf__st *f, const char *name);
+
+/* ------------------------------------------------------------------------ */
 /* Tokenizers */
 
 typedef enum inf__tok_kind {
@@ -161,6 +218,14 @@ typedef enum inf__tok_kind {
 #define INF__TT_UNUSED       5
 #define INF__TT_BYTE         6
 
+/* Byte-level BPE pre-tokenizers (the regex that splits text into words). */
+typedef enum inf__pre_kind {
+    INF__PRE_GPT2 = 0,      /* GPT-2's regex */
+    INF__PRE_FALCON,        /* Falcon: punctuation runs, GPT-2, then [0-9]{3} groups */
+    INF__PRE_LLAMA3,        /* Llama 3's regex (\p{N}{1,3}) */
+    INF__PRE_QWEN2          /* Qwen2's: Llama 3's with single digits */
+} inf__pre_kind;
+
 typedef int (*inf__encode_fn)(int **ids, size_t *n, size_t *cap, const inf_tokenizer *t,
                               const char *text, size_t len, inf_error *err);
 
@@ -174,7 +239,7 @@ struct inf_tokenizer {
     uint8_t *types;             /* (vocab_size,) INF__TT_* */
     int bos, eos, unk;          /* -1 when none */
     bool add_space_prefix;      /* SPM: prepend " " to non-empty text */
-    bool pre_falcon;            /* BPE: Falcon's pre-tokenizer instead of GPT-2's */
+    inf__pre_kind pre;          /* BPE: the pre-tokenizer's split rules */
     int byte_ids[256];          /* SPM: id of <0xXX>, or -1; BPE: id of the byte's unicode char */
     /* lookup: open-addressing hash of piece -> id */
     int32_t *hash;              /* (hash_cap,) -1 empty */
@@ -183,6 +248,12 @@ struct inf_tokenizer {
     uint64_t *merge_keys;       /* (merge_cap,) */
     int32_t *merge_ranks;       /* (merge_cap,) -1 empty */
     size_t merge_cap;
+    /* HF tokenizer.json extras */
+    bool nfc;                   /* normalizer NFC: encode refuses text NFC could change */
+    bool spm_merges_only;       /* SPM: a -INFINITY score marks a token no merge makes */
+    int *added;                 /* (n_added,) added-token ids, longest text first; owned */
+    int n_added;                /* CONTROL ones match with INF_TOK_SPECIAL, others always */
+    uint8_t added_first[32];    /* bitmap of the first bytes of added tokens */
     /* decoded bytes of each id (byte tokens -> the byte, "▁" -> " ", BPE
      * unicode bytes -> raw bytes); pieces for inf_tokenizer_piece */
     char **decoded;             /* (vocab_size,) owned */
@@ -210,6 +281,19 @@ int inf__bpe_build_decoded(inf_tokenizer *t, inf_error *err);
 
 /* SPM: records <0xXX> byte tokens (only of type BYTE when `typed`). */
 void inf__spm_find_byte_ids(inf_tokenizer *t, bool typed);
+
+/* BPE: fills byte_ids and sizes the merge table for n merges (`what` names
+ * the source in errors); then inf__bpe_merge_add records merge (l, r) with
+ * `rank` (lower merges first; the first rank of a pair wins; pairs of
+ * non-tokens are ignored). */
+int inf__bpe_merges_alloc(inf_tokenizer *t, uint64_t n, const char *what, inf_error *err);
+void inf__bpe_merge_add(inf_tokenizer *t, const char *l, size_t ll, const char *r, size_t rl,
+                        int32_t rank);
+
+/* BPE pre-tokenizer alone, for tests: the byte offset where each word of
+ * text ends. On success *ends is a new array of *n_words the caller frees. */
+int inf__bpe_split(size_t **ends, size_t *n_words, const inf_tokenizer *t, const char *text,
+                   size_t len, inf_error *err);
 
 /* BPE: fills byte_ids and the merge table from `n` merge strings "left right"
  * walked from a GGUF string array. */

@@ -108,19 +108,48 @@ static void rope_table(float *inv_freq, const inf_config *c)
     }
 }
 
+/* A matrix with rows of `cols` must have a known dtype that can hold them. */
+static int mat_check(inf_mat w, const char *name, int layer, int cols, inf_error *err)
+{
+    if (w.type != INF_DTYPE_F32 && w.type != INF_DTYPE_F16 && w.type != INF_DTYPE_BF16 &&
+        w.type != INF_DTYPE_Q8_0)
+        return inf__fail(err, INF_EINVALID, "model: %s has unknown dtype %d", name, (int)w.type);
+    if (inf_dtype_row_bytes(w.type, (size_t)cols) == 0) {
+        char where[32] = "";
+        if (layer >= 0)
+            snprintf(where, sizeof where, " of layer %d", layer);
+        return inf__fail(err, INF_EINVALID,
+                         "model: %s%s is q8_0 but its rows of %d are not a multiple of 32", name,
+                         where, cols);
+    }
+    return 0;
+}
+
 int inf__model_init(inf_model *m, const inf_config *c, const inf_weights *w, inf_error *err)
 {
     int rc = inf__config_check(c, "model", err);
     if (rc)
         return rc;
-    if (!w || !w->tok_embeddings || !w->layers || !w->final_norm || !w->classifier)
+    if (!w || !w->tok_embeddings.data || !w->layers || !w->final_norm || !w->classifier.data)
         return inf__fail(err, INF_EINVALID, "model: embeddings, layers, final norm and "
                                             "classifier weights are all required");
+    int q_dim = c->n_heads * c->head_dim;
+    if ((rc = mat_check(w->tok_embeddings, "token embeddings", -1, c->dim, err)) ||
+        (rc = mat_check(w->classifier, "classifier", -1, c->dim, err)))
+        return rc;
     for (int l = 0; l < c->n_layers; l++) {
         const inf_layer *L = &w->layers[l];
-        if (!L->attn_norm || !L->wq || !L->wk || !L->wv || !L->wo || !L->ffn_norm || !L->w1 ||
-            !L->w2 || !L->w3)
+        if (!L->attn_norm || !L->wq.data || !L->wk.data || !L->wv.data || !L->wo.data ||
+            !L->ffn_norm || !L->w1.data || !L->w2.data || !L->w3.data)
             return inf__fail(err, INF_EINVALID, "model: layer %d lacks a required weight", l);
+        if ((rc = mat_check(L->wq, "wq", l, c->dim, err)) ||
+            (rc = mat_check(L->wk, "wk", l, c->dim, err)) ||
+            (rc = mat_check(L->wv, "wv", l, c->dim, err)) ||
+            (rc = mat_check(L->wo, "wo", l, q_dim, err)) ||
+            (rc = mat_check(L->w1, "w1", l, c->dim, err)) ||
+            (rc = mat_check(L->w2, "w2", l, c->hidden_dim, err)) ||
+            (rc = mat_check(L->w3, "w3", l, c->dim, err)))
+            return rc;
         if (c->qkv_bias && (!L->bq || !L->bk || !L->bv))
             return inf__fail(err, INF_EINVALID, "model: layer %d lacks its q/k/v bias", l);
         if (c->qk_norm && (!L->q_norm || !L->k_norm))
@@ -171,6 +200,10 @@ void inf_model_free(inf_model *m)
         return;
     if (m->map)
         munmap(m->map, m->map_len);
+    for (int i = 0; i < m->n_maps; i++)
+        munmap(m->maps[i], m->map_lens[i]);
+    free(m->owned);
+    inf__gguf_close(m->gguf);
     free(m->layers);
     free(m->rope_inv_freq);
     free(m);

@@ -165,6 +165,70 @@ static size_t next_word(const cpt *c, size_t pos, size_t n)
     return pos + 1; /* an unassigned code point alone */
 }
 
+/*
+ * The Llama 3 regex (Qwen2's is the same with \p{N} for \p{N}{1,3}):
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * over code points c[0..n) from pos; returns the end of the word. Mirrors
+ * llama.cpp's unicode_regex_split_custom_llama3 branch by branch;
+ * `max_digits` is 3 (Llama 3) or 1 (Qwen2).
+ */
+static size_t next_word_llama3(const cpt *c, size_t pos, size_t n, int max_digits)
+{
+    uint32_t cp = c[pos].cp;
+#define LOWER(x) ((x) >= 'A' && (x) <= 'Z' ? (x) + 32 : (x))
+    if (cp == '\'' && pos + 1 < n) {
+        uint32_t a = LOWER(c[pos + 1].cp);
+        if (a == 's' || a == 't' || a == 'm' || a == 'd')
+            return pos + 2;
+        if (pos + 2 < n) {
+            uint32_t b = LOWER(c[pos + 2].cp);
+            if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+                return pos + 3;
+        }
+    }
+#undef LOWER
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    if (!(cp == '\r' || cp == '\n' || is_n(c, pos, n)) && (is_l(c, pos, n) || is_l(c, pos + 1, n))) {
+        size_t p = pos + 1;
+        while (is_l(c, p, n))
+            p++;
+        return p;
+    }
+    /* \p{N}{1,max_digits} */
+    if (is_n(c, pos, n)) {
+        size_t p = pos;
+        while (is_n(c, p, n) && p - pos < (size_t)max_digits)
+            p++;
+        return p;
+    }
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    size_t p = pos + (cp == ' ' ? 1 : 0);
+    if (is_o(c, p, n)) {
+        while (is_o(c, p, n))
+            p++;
+        while (p < n && (c[p].cp == '\r' || c[p].cp == '\n'))
+            p++;
+        return p;
+    }
+    size_t ws = 0, last_rn = 0;
+    while (is_s(c, pos + ws, n)) {
+        if (c[pos + ws].cp == '\r' || c[pos + ws].cp == '\n')
+            last_rn = pos + ws + 1;
+        ws++;
+    }
+    /* \s*[\r\n]+ */
+    if (last_rn > 0)
+        return last_rn;
+    /* \s+(?!\S) */
+    if (ws > 1 && pos + ws < n)
+        return pos + ws - 1;
+    /* \s+ */
+    if (ws > 0)
+        return pos + ws;
+    return pos + 1;
+}
+
 /* ---- BPE ---------------------------------------------------------------- */
 
 static uint64_t pair_key(int a, int b)
@@ -193,17 +257,15 @@ static int merge_rank(const inf_tokenizer *t, int a, int b)
     }
 }
 
-int inf__bpe_init(inf_tokenizer *t, const inf__gguf *g, const inf__gguf_kv *merges,
-                  inf_error *err)
+int inf__bpe_merges_alloc(inf_tokenizer *t, uint64_t n, const char *what, inf_error *err)
 {
     char buf[8];
     for (int b = 0; b < 256; b++) {
-        size_t n = utf8_put(buf, byte_to_cp((unsigned char)b));
-        t->byte_ids[b] = inf__tok_lookup(t, buf, n);
+        size_t l = utf8_put(buf, byte_to_cp((unsigned char)b));
+        t->byte_ids[b] = inf__tok_lookup(t, buf, l);
     }
-    uint64_t n = merges->count;
     if (n > (uint64_t)INF_MAX_VOCAB * 4)
-        return inf__fail(err, INF_EINVALID, "%s: %llu merges is absurd", g->path,
+        return inf__fail(err, INF_EINVALID, "%s: %llu merges is absurd", what,
                          (unsigned long long)n);
     size_t cap = 16;
     while (cap < n * 2)
@@ -211,9 +273,38 @@ int inf__bpe_init(inf_tokenizer *t, const inf__gguf *g, const inf__gguf_kv *merg
     t->merge_keys = malloc(cap * sizeof *t->merge_keys);
     t->merge_ranks = malloc(cap * sizeof *t->merge_ranks);
     if (!t->merge_keys || !t->merge_ranks)
-        return inf__fail(err, INF_ENOMEM, "%s: out of memory for merges", g->path);
+        return inf__fail(err, INF_ENOMEM, "%s: out of memory for merges", what);
     memset(t->merge_ranks, 0xff, cap * sizeof *t->merge_ranks);
     t->merge_cap = cap;
+    return 0;
+}
+
+void inf__bpe_merge_add(inf_tokenizer *t, const char *l, size_t ll, const char *r, size_t rl,
+                        int32_t rank)
+{
+    int a = inf__tok_lookup(t, l, ll), b = inf__tok_lookup(t, r, rl);
+    if (a < 0 || b < 0)
+        return; /* a merge of non-tokens can never apply */
+    uint64_t k = pair_key(a, b);
+    size_t cap = t->merge_cap;
+    for (size_t slot = pair_hash(k, cap);; slot = (slot + 1) & (cap - 1)) {
+        if (t->merge_ranks[slot] < 0) {
+            t->merge_keys[slot] = k;
+            t->merge_ranks[slot] = rank;
+            return;
+        }
+        if (t->merge_keys[slot] == k)
+            return; /* the first (lowest) rank wins */
+    }
+}
+
+int inf__bpe_init(inf_tokenizer *t, const inf__gguf *g, const inf__gguf_kv *merges,
+                  inf_error *err)
+{
+    uint64_t n = merges->count;
+    int rc = inf__bpe_merges_alloc(t, n, g->path, err);
+    if (rc)
+        return rc;
     size_t at = merges->offset;
     for (uint64_t r = 0; r < n; r++) {
         uint64_t len;
@@ -224,20 +315,8 @@ int inf__bpe_init(inf_tokenizer *t, const inf__gguf *g, const inf__gguf_kv *merg
         if (!sp)
             return inf__fail(err, INF_EINVALID, "%s: merge %llu \"%.*s\" has no space", g->path,
                              (unsigned long long)r, (int)(len > 40 ? 40 : len), s);
-        int a = inf__tok_lookup(t, s, (size_t)(sp - s));
-        int b = inf__tok_lookup(t, sp + 1, (size_t)len - (size_t)(sp - s) - 1);
-        if (a < 0 || b < 0)
-            continue; /* a merge of non-tokens can never apply */
-        uint64_t k = pair_key(a, b);
-        for (size_t slot = pair_hash(k, cap);; slot = (slot + 1) & (cap - 1)) {
-            if (t->merge_ranks[slot] < 0) {
-                t->merge_keys[slot] = k;
-                t->merge_ranks[slot] = (int32_t)r;
-                break;
-            }
-            if (t->merge_keys[slot] == k)
-                break; /* the first (lowest) rank wins */
-        }
+        inf__bpe_merge_add(t, s, (size_t)(sp - s), sp + 1, (size_t)len - (size_t)(sp - s) - 1,
+                           (int32_t)r);
     }
     return 0;
 }
@@ -376,31 +455,55 @@ static bool is_digit3(const cpt *c)
     return true;
 }
 
-/* BPE over code points [a, b) of the text. */
-static int emit_word(int **ids, size_t *n_ids, size_t *cap, const inf_tokenizer *t,
-                     const char *text, size_t len, const cpt *c, size_t n, size_t a, size_t b,
-                     char *w, bsym *s, inf__heap *heap, inf_error *err)
+/* Splits code points c[0..n) into words with t's pre-tokenizer, calling
+ * emit(ctx, a, b) for each word [a, b) in order. */
+typedef int (*word_fn)(void *ctx, size_t a, size_t b);
+
+static int split_words(const inf_tokenizer *t, const cpt *c, size_t n, word_fn emit, void *ctx)
 {
-    size_t b0 = c[a].off, b1 = b < n ? c[b].off : len, wl = 0;
-    for (size_t k = b0; k < b1; k++)
-        wl += utf8_put(w + wl, byte_to_cp((unsigned char)text[k]));
-    return bpe_word(ids, n_ids, cap, t, w, wl, s, heap, err);
+    int rc;
+    bool falcon = t->pre == INF__PRE_FALCON;
+    for (size_t f0 = 0; f0 < n;) {
+        /* Falcon: a run of punctuation, or a run of anything else */
+        size_t f1 = n;
+        if (falcon) {
+            bool p = is_falcon_punct(&c[f0]);
+            for (f1 = f0 + 1; f1 < n && is_falcon_punct(&c[f1]) == p; f1++)
+                ;
+        }
+        for (size_t pos = f0; pos < f1;) {
+            size_t end = t->pre == INF__PRE_LLAMA3   ? next_word_llama3(c, pos, f1, 3)
+                         : t->pre == INF__PRE_QWEN2 ? next_word_llama3(c, pos, f1, 1)
+                                                    : next_word(c, pos, f1);
+            size_t g = pos;
+            /* Falcon: [0-9]{3} groups cut out of the word, left to right */
+            for (size_t i = pos; falcon && i + 3 <= end;) {
+                if (is_digit3(&c[i])) {
+                    if (i > g && (rc = emit(ctx, g, i)) != 0)
+                        return rc;
+                    if ((rc = emit(ctx, i, i + 3)) != 0)
+                        return rc;
+                    i += 3;
+                    g = i;
+                } else {
+                    i++;
+                }
+            }
+            if (g < end && (rc = emit(ctx, g, end)) != 0)
+                return rc;
+            pos = end;
+        }
+        f0 = f1;
+    }
+    return 0;
 }
 
-int inf__bpe_encode(int **ids, size_t *n_ids, size_t *cap, const inf_tokenizer *t,
-                    const char *text, size_t len, inf_error *err)
+/* Code points of `len` bytes of text with their classes; *out is new (free). */
+static int to_cpts(cpt **out, size_t *n_out, const char *text, size_t len, inf_error *err)
 {
-    if (len == 0)
-        return 0;
-    int rc = 0;
-    inf__heap heap = {0};
-    cpt *c = malloc(len * sizeof *c);
-    char *w = malloc(len * 2 + 1);          /* a stand-in character is at most 2 bytes */
-    bsym *s = malloc(len * sizeof *s);
-    if (!c || !w || !s) {
-        rc = inf__fail(err, INF_ENOMEM, "tokenizer: out of memory");
-        goto done;
-    }
+    cpt *c = malloc((len ? len : 1) * sizeof *c);
+    if (!c)
+        return inf__fail(err, INF_ENOMEM, "tokenizer: out of memory");
     size_t n = 0;
     for (size_t at = 0; at < len; n++) {
         size_t l;
@@ -409,43 +512,101 @@ int inf__bpe_encode(int **ids, size_t *n_ids, size_t *cap, const inf_tokenizer *
         c[n].off = at;
         at += l;
     }
-    for (size_t f0 = 0; f0 < n;) {
-        /* Falcon: a run of punctuation, or a run of anything else */
-        size_t f1 = n;
-        if (t->pre_falcon) {
-            bool p = is_falcon_punct(&c[f0]);
-            for (f1 = f0 + 1; f1 < n && is_falcon_punct(&c[f1]) == p; f1++)
-                ;
-        }
-        for (size_t pos = f0; pos < f1;) {
-            size_t end = next_word(c, pos, f1);
-            size_t g = pos;
-            /* Falcon: [0-9]{3} groups cut out of the word, left to right */
-            for (size_t i = pos; t->pre_falcon && i + 3 <= end;) {
-                if (is_digit3(&c[i])) {
-                    if (i > g && (rc = emit_word(ids, n_ids, cap, t, text, len, c, n, g, i, w,
-                                                 s, &heap, err)) != 0)
-                        goto done;
-                    if ((rc = emit_word(ids, n_ids, cap, t, text, len, c, n, i, i + 3, w, s,
-                                        &heap, err)) != 0)
-                        goto done;
-                    i += 3;
-                    g = i;
-                } else {
-                    i++;
-                }
-            }
-            if (g < end && (rc = emit_word(ids, n_ids, cap, t, text, len, c, n, g, end, w, s,
-                                           &heap, err)) != 0)
-                goto done;
-            pos = end;
-        }
-        f0 = f1;
+    *out = c;
+    *n_out = n;
+    return 0;
+}
+
+typedef struct enc_ctx {
+    int **ids;
+    size_t *n_ids, *cap;
+    const inf_tokenizer *t;
+    const char *text;
+    size_t len;
+    const cpt *c;
+    size_t n;
+    char *w;
+    bsym *s;
+    inf__heap *heap;
+    inf_error *err;
+} enc_ctx;
+
+/* BPE over code points [a, b) of the text. */
+static int emit_word(void *ctx, size_t a, size_t b)
+{
+    enc_ctx *e = ctx;
+    size_t b0 = e->c[a].off, b1 = b < e->n ? e->c[b].off : e->len, wl = 0;
+    for (size_t k = b0; k < b1; k++)
+        wl += utf8_put(e->w + wl, byte_to_cp((unsigned char)e->text[k]));
+    return bpe_word(e->ids, e->n_ids, e->cap, e->t, e->w, wl, e->s, e->heap, e->err);
+}
+
+int inf__bpe_encode(int **ids, size_t *n_ids, size_t *cap, const inf_tokenizer *t,
+                    const char *text, size_t len, inf_error *err)
+{
+    if (len == 0)
+        return 0;
+    inf__heap heap = {0};
+    cpt *c = NULL;
+    size_t n;
+    char *w = malloc(len * 2 + 1);          /* a stand-in character is at most 2 bytes */
+    bsym *s = malloc(len * sizeof *s);
+    int rc = to_cpts(&c, &n, text, len, err);
+    if (rc)
+        goto done;
+    if (!w || !s) {
+        rc = inf__fail(err, INF_ENOMEM, "tokenizer: out of memory");
+        goto done;
     }
+    enc_ctx e = {ids, n_ids, cap, t, text, len, c, n, w, s, &heap, err};
+    rc = split_words(t, c, n, emit_word, &e);
 done:
     free(heap.v);
     free(c);
     free(w);
     free(s);
     return rc;
+}
+
+typedef struct ends_ctx {
+    size_t *ends, n, cap;
+    const cpt *c;
+    size_t n_cp, len;
+} ends_ctx;
+
+static int record_end(void *ctx, size_t a, size_t b)
+{
+    ends_ctx *e = ctx;
+    if (e->n == e->cap) {
+        size_t nc = e->cap ? 2 * e->cap : 16;
+        size_t *p = realloc(e->ends, nc * sizeof *p);
+        if (!p)
+            return INF_ENOMEM;
+        e->ends = p;
+        e->cap = nc;
+    }
+    e->ends[e->n++] = b < e->n_cp ? e->c[b].off : e->len;
+    return 0;
+}
+
+int inf__bpe_split(size_t **ends, size_t *n_words, const inf_tokenizer *t, const char *text,
+                   size_t len, inf_error *err)
+{
+    *ends = NULL;
+    *n_words = 0;
+    cpt *c;
+    size_t n;
+    int rc = to_cpts(&c, &n, text, len, err);
+    if (rc)
+        return rc;
+    ends_ctx e = {.c = c, .n_cp = n, .len = len};
+    rc = split_words(t, c, n, record_end, &e);
+    free(c);
+    if (rc) {
+        free(e.ends);
+        return inf__fail(err, rc, "tokenizer: out of memory");
+    }
+    *ends = e.ends;
+    *n_words = e.n;
+    return 0;
 }

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -210,7 +211,7 @@ static int try_pair(inf__heap *h, const sym *s, int i, const inf_tokenizer *t, c
         return 0;
     int j = s[i].next;
     int id = inf__tok_lookup(t, buf + s[i].start, s[i].len + s[j].len);
-    if (id < 0)
+    if (id < 0 || (t->spm_merges_only && t->scores[id] == -INFINITY))
         return 0;
     inf__bigram b = {t->scores[id], i, j, s[i].len + s[j].len};
     return inf__heap_push(h, b, err);
