@@ -555,11 +555,12 @@ void srv_stop(srv_server *srv)
 {
     if (!srv || !srv->daemon)
         return;
-    /* Stop accepting, close the listening socket, then wait for requests
-     * already started to be answered before tearing the threads down. */
+    /* Stop accepting, then wait for requests already started to be answered
+     * before tearing the threads down. The listening socket is closed only
+     * after MHD_stop_daemon: each pool thread removes it from its own epoll
+     * set when it next wakes, and libmicrohttpd aborts the process if the
+     * descriptor is already closed by then (found by a flaky CI run). */
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
-    if (lfd != MHD_INVALID_SOCKET)
-        close(lfd);
     /* Queued pool jobs are answered 503 and running ones finish (and resume
      * their connections) before the drain below, which they are part of; a
      * pool route arriving later is answered 503 at once. */
@@ -577,6 +578,8 @@ void srv_stop(srv_server *srv)
     pthread_mutex_unlock(&ds->lock);
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
 }
 
 void srv_free(srv_server *srv)
