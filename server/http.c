@@ -285,6 +285,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* Route first so that even a 401 is counted under its route's
          * pattern; the key is checked before any other answer is given. */
         hr->handler = srv__route_match(&hr->req, &resp);
+        if (atomic_load(&srv->draining)) {
+            if (!resp.body_static)
+                free(resp.body);
+            memset(&resp, 0, sizeof resp);
+            srv__reply_error(&resp, 503, "shutting_down", "the server is shutting down");
+            return answer_early(conn, hr, &resp);
+        }
         if (srv->api_key && !authorized(conn, srv)) {
             if (!resp.body_static)
                 free(resp.body);
@@ -555,18 +562,19 @@ void srv_stop(srv_server *srv)
 {
     if (!srv || !srv->daemon)
         return;
-    /* Stop accepting, then wait for requests already started to be answered
-     * before tearing the threads down. The listening socket is closed only
-     * after MHD_stop_daemon: each pool thread removes it from its own epoll
-     * set when it next wakes, and libmicrohttpd aborts the process if the
-     * descriptor is already closed by then (found by a flaky CI run). */
-    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
+    /* Take no new work, then wait for requests already started to be
+     * answered before tearing the threads down. MHD_quiesce_daemon is not
+     * used: with a thread pool on epoll it races with the pool threads, which
+     * remove the listening socket from their epoll sets themselves, and
+     * libmicrohttpd aborts the process when it loses that race ("Failed to
+     * remove listen FD from epoll set", seen in a CI run). Instead, requests
+     * that arrive while draining are answered 503 at once (on_request). */
+    atomic_store(&srv->draining, 1);
     /* Queued pool jobs are answered 503 and running ones finish (and resume
      * their connections) before the drain below, which they are part of; a
      * pool route arriving later is answered 503 at once. */
     srv__pool_stop(srv->pool);
     drain_sync *ds = srv->drain_sync;
-    atomic_store(&srv->draining, 1);
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += SRV_SHUTDOWN_GRACE_MS / 1000;
@@ -578,8 +586,6 @@ void srv_stop(srv_server *srv)
     pthread_mutex_unlock(&ds->lock);
     MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
-    if (lfd != MHD_INVALID_SOCKET)
-        close(lfd);
 }
 
 void srv_free(srv_server *srv)
