@@ -481,7 +481,7 @@ local function judge(item, completion)
     if not ep:match("^[%a_][%w_]*$") then
       error("entry_point '" .. ep .. "' is not a Python name")
     end
-    -- A whole function replaces the prompt's stub; a body continues it.
+    -- A whole function replaces the prompt's signature and docstring; a bare body continues them.
     if src:find("def%s+" .. ep .. "%s*%(") then
       candidate = item.prompt .. "\n" .. src
     else

@@ -368,7 +368,7 @@ static void test_code_env_cheats__rejected(void **state)
         /* hang */
         "while True:\n    pass\n",
         "def add_digits(n):\n    while True: pass\n",
-        /* the stub itself, or no function */
+        /* the bare signature from the prompt, or no function at all */
         "    return None\n",
         "x = 1\n",
     };
