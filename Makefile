@@ -15,8 +15,9 @@ DATA    ?= $(abspath ../shared/data)
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PKGS := gcc make pkg-config libmicrohttpd-dev libjansson-dev liblua5.4-dev \
-            libcmocka-dev libgmp-dev libssl-dev libseccomp-dev zlib1g-dev lua5.4 wrk python3 curl
-PC_PKGS  := libmicrohttpd jansson lua5.4 gmp libcrypto libseccomp zlib
+            libcmocka-dev libgmp-dev libssl-dev libseccomp-dev zlib1g-dev libgit2-dev \
+            libcurl4-openssl-dev lua5.4 wrk python3 curl
+PC_PKGS  := libmicrohttpd jansson lua5.4 gmp libcrypto libseccomp zlib libgit2 libcurl
 
 ifeq ($(SAN),1)
 BUILD   := build-san
