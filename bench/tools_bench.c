@@ -47,69 +47,30 @@ static double median(double *v)
     return v[PASSES / 2];
 }
 
-/* The first acceptable value of a BFCL answer list ("" = leave out). Simpler
- * than tests/verifiers/test_bfcl_data.c's rule, so 2 of the 1,000 gold
- * completions (a required parameter listed with "" first, a parameter the doc
- * does not declare) do not score 1; the speed is what is measured here. */
-static json_t *first_value(const json_t *acceptable)
-{
-    const json_t *v = json_array_get(acceptable, 0);
-    if (json_is_string(v) && json_string_length(v) == 0)
-        return NULL;
-    if (json_is_object(v)) {
-        json_t *d = json_object();
-        const char *k;
-        json_t *lst;
-        json_object_foreach((json_t *)v, k, lst) {
-            json_t *x = json_is_array(lst) ? first_value(lst) : json_incref(lst);
-            if (x)
-                json_object_set_new(d, k, x);
-        }
-        return d;
-    }
-    if (json_is_array(v) && json_array_size(v) > 0 && json_is_object(json_array_get(v, 0))) {
-        json_t *l = json_array();
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) {
-            json_t *wrap = json_pack("[O]", e);
-            json_array_append_new(l, first_value(wrap));
-            json_decref(wrap);
-        }
-        return l;
-    }
-    return json_incref((json_t *)v);
-}
-
-/* Gold calls of a record as Hermes text; `wrong` renames the first call. */
+/* The reference answer of a record (vf_bfcl_gold_calls) as Hermes text;
+ * `wrong` renames the first call. New string, NULL when out of memory. */
 static char *completion(const json_t *item, int wrong)
 {
+    json_t *calls = vf_bfcl_gold_calls(json_object_get(item, "ground_truth"),
+                                       json_object_get(item, "function"));
     char *buf = NULL;
     size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (f == NULL)
+    FILE *f = calls ? open_memstream(&buf, &size) : NULL;
+    if (f == NULL) {
+        json_decref(calls);
         return NULL;
+    }
     size_t i;
-    json_t *g;
-    json_array_foreach(json_object_get(item, "ground_truth"), i, g) {
-        void *it = json_object_iter(g);
-        json_t *args = json_object();
-        const char *p;
-        json_t *acc;
-        json_object_foreach(json_object_iter_value(it), p, acc) {
-            json_t *v = first_value(acc);
-            if (v)
-                json_object_set_new(args, p, v);
-        }
-        json_t *call = json_pack("{s:s, s:o}", "name",
-                                 wrong && i == 0 ? "no_such_function" : json_object_iter_key(it),
-                                 "arguments", args);
+    json_t *call;
+    json_array_foreach(calls, i, call) {
+        if (wrong && i == 0)
+            json_object_set_new(call, "name", json_string("no_such_function"));
         char *j = json_dumps(call, JSON_COMPACT);
         fprintf(f, "<tool_call>\n%s\n</tool_call>\n", j ? j : "{}");
         free(j);
-        json_decref(call);
     }
     fclose(f);
+    json_decref(calls);
     return buf;
 }
 

@@ -657,3 +657,107 @@ int vf_bfcl_score(vf_bfcl_result *out, const char *completion, size_t len,
     json_decref(calls);
     return rc;
 }
+
+/* ---- reference answers ------------------------------------------------------ */
+
+/* The first acceptable value of a BFCL answer list, reduced recursively;
+ * NULL means "leave it out". New reference. */
+static json_t *gold_first_value(const json_t *acceptable)
+{
+    const json_t *v = json_array_get(acceptable, 0);
+    if (json_is_string(v) && json_string_length(v) == 0)
+        return NULL;
+    if (json_is_object(v)) {
+        json_t *d = json_object();
+        const char *k;
+        json_t *lst;
+        json_object_foreach((json_t *)v, k, lst) {
+            json_t *x = json_is_array(lst) ? gold_first_value(lst) : json_incref(lst);
+            if (x)
+                json_object_set_new(d, k, x);
+        }
+        return d;
+    }
+    if (json_is_array(v) && json_array_size(v) > 0 && json_is_object(json_array_get(v, 0))) {
+        json_t *l = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+            json_t *wrap = json_pack("[O]", e);
+            json_t *x = wrap ? gold_first_value(wrap) : NULL;
+            json_decref(wrap);
+            if (x)
+                json_array_append_new(l, x);
+        }
+        return l;
+    }
+    return json_incref((json_t *)v);
+}
+
+static const json_t *gold_find_doc(const json_t *functions, const char *name)
+{
+    size_t i;
+    json_t *f;
+    json_array_foreach(functions, i, f) {
+        const char *n = json_string_value(json_object_get(f, "name"));
+        if (n && strcmp(n, name) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+static int gold_is_required(const json_t *params, const char *name)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(params, "required"), i, r)
+        if (json_is_string(r) && strcmp(json_string_value(r), name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The arguments of one ground-truth call {param: [acceptable...]}. */
+static json_t *gold_arguments(const json_t *answers, const json_t *params)
+{
+    json_t *args = json_object();
+    const char *p;
+    json_t *acc;
+    json_object_foreach((json_t *)answers, p, acc) {
+        if (!json_object_get(json_object_get(params, "properties"), p))
+            continue;
+        json_t *v = gold_first_value(acc);
+        if (!v && gold_is_required(params, p) && json_array_size(acc) > 1) {
+            json_t *rest = json_pack("[O]", json_array_get(acc, 1));
+            v = rest ? gold_first_value(rest) : NULL;
+            json_decref(rest);
+        }
+        if (v)
+            json_object_set_new(args, p, v);
+    }
+    return args;
+}
+
+json_t *vf_bfcl_gold_calls(const json_t *ground_truth, const json_t *functions)
+{
+    if (!json_is_array(ground_truth))
+        return NULL;
+    json_t *calls = json_array();
+    size_t i;
+    json_t *g;
+    json_array_foreach(ground_truth, i, g) {
+        if (!json_is_object(g) || json_object_size(g) != 1) {
+            json_decref(calls);
+            return NULL;
+        }
+        void *it = json_object_iter(g);
+        const char *name = json_object_iter_key(it);
+        const json_t *params = json_object_get(gold_find_doc(functions, name), "parameters");
+        json_t *call = json_pack("{s:s, s:o}", "name", name, "arguments",
+                                 gold_arguments(json_object_iter_value(it), params));
+        if (!call || json_array_append_new(calls, call) != 0) {
+            json_decref(calls);
+            return NULL;
+        }
+    }
+    return calls;
+}

@@ -254,6 +254,19 @@ int vf_bfcl_match(vf_bfcl_result *out, const json_t *calls, const json_t *functi
 int vf_bfcl_score(vf_bfcl_result *out, const char *completion, size_t len,
                   const json_t *functions, const json_t *ground_truth, int partial);
 
+/*
+ * The calls a BFCL record's ground truth implies, as [{"name", "arguments"}]:
+ * the reference answer (for tests, benchmarks and SFT data). Each parameter
+ * takes its first acceptable value, "" meaning "leave it out" (dict and
+ * list-of-dict answers are reduced the same way, recursively), except that a
+ * parameter the function doc requires takes its second value when the first
+ * is "" (a few BFCL records list "" first for one), and a parameter the doc
+ * does not declare is left out (a few records list a nested field as a
+ * parameter). Returns a new reference, or NULL when out of memory or the
+ * ground truth is not a list of one-key objects.
+ */
+json_t *vf_bfcl_gold_calls(const json_t *ground_truth, const json_t *functions);
+
 /* ---- end of tool calls section ---------------------------------------------- */
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "lua/lenv.h"
+#include "verifiers/verifiers.h"
 
 static const char *data_dir(void)
 {
@@ -54,91 +55,28 @@ static int open_source(lenv_env **env, const char *src, lenv_error *err, char **
     return lenv_open(env, &o, err);
 }
 
-static const json_t *find_doc(const json_t *functions, const char *name)
-{
-    size_t i;
-    json_t *f;
-    json_array_foreach(functions, i, f)
-        if (strcmp(json_string_value(json_object_get(f, "name")), name) == 0)
-            return f;
-    return NULL;
-}
-
-/* First acceptable value ("" = omit; dict answers become plain dicts). */
-static json_t *first_value(const json_t *acceptable)
-{
-    const json_t *v = json_array_get(acceptable, 0);
-    if (json_is_string(v) && json_string_length(v) == 0)
-        return NULL;
-    if (json_is_object(v)) {
-        json_t *d = json_object();
-        const char *k;
-        json_t *lst;
-        json_object_foreach((json_t *)v, k, lst) {
-            json_t *x = json_is_array(lst) ? first_value(lst) : json_incref(lst);
-            if (x)
-                json_object_set_new(d, k, x);
-        }
-        return d;
-    }
-    if (json_is_array(v) && json_array_size(v) > 0 && json_is_object(json_array_get(v, 0))) {
-        json_t *l = json_array();
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) {
-            json_t *wrap = json_pack("[O]", e);
-            json_array_append_new(l, first_value(wrap));
-            json_decref(wrap);
-        }
-        return l;
-    }
-    return json_incref((json_t *)v);
-}
-
-/* The gold completion of a record, in Hermes format (see test_bfcl_data.c
- * for the rule on required parameters listed with "" first). New string. */
+/* The gold completion of a record, in Hermes format (vf_bfcl_gold_calls
+ * states the rule). New string. */
 static char *gold_completion(const json_t *item, const char *rename_first)
 {
-    const json_t *functions = json_object_get(item, "function");
-    size_t cap = 1 << 16, used = 0;
-    char *out = malloc(cap);
-    out[0] = '\0';
+    json_t *calls = vf_bfcl_gold_calls(json_object_get(item, "ground_truth"),
+                                       json_object_get(item, "function"));
+    assert_non_null(calls);
+    char *out = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&out, &size);
+    assert_non_null(f);
     size_t i;
-    json_t *g;
-    json_array_foreach(json_object_get(item, "ground_truth"), i, g) {
-        void *it = json_object_iter(g);
-        const char *fname = json_object_iter_key(it);
-        const json_t *params = json_object_get(find_doc(functions, fname), "parameters");
-        json_t *args = json_object();
-        const char *p;
-        json_t *acc;
-        json_object_foreach(json_object_iter_value(it), p, acc) {
-            if (json_object_get(json_object_get(params, "properties"), p) == NULL)
-                continue;
-            json_t *v = first_value(acc);
-            if (v == NULL && json_array_size(acc) > 1) {
-                size_t k;
-                json_t *r;
-                json_array_foreach(json_object_get(params, "required"), k, r)
-                    if (strcmp(json_string_value(r), p) == 0) {
-                        json_t *rest = json_pack("[O]", json_array_get(acc, 1));
-                        v = first_value(rest);
-                        json_decref(rest);
-                    }
-            }
-            if (v)
-                json_object_set_new(args, p, v);
-        }
-        json_t *call = json_pack("{s:s, s:o}", "name", i == 0 && rename_first ? rename_first : fname,
-                                 "arguments", args);
+    json_t *call;
+    json_array_foreach(calls, i, call) {
+        if (i == 0 && rename_first)
+            json_object_set_new(call, "name", json_string(rename_first));
         char *j = json_dumps(call, JSON_COMPACT);
-        json_decref(call);
-        size_t need = strlen(j) + 40;
-        if (used + need >= cap)
-            out = realloc(out, cap = (used + need) * 2);
-        used += (size_t)sprintf(out + used, "<tool_call>\n%s\n</tool_call>\n", j);
+        fprintf(f, "<tool_call>\n%s\n</tool_call>\n", j);
         free(j);
     }
+    fclose(f);
+    json_decref(calls);
     return out;
 }
 

@@ -57,88 +57,6 @@ static const json_t *find_doc(const json_t *functions, const char *name)
     return NULL;
 }
 
-/* The first acceptable value, with dict answers ({key: [values]}) turned into
- * plain dicts the same way. NULL means "omit". New reference. */
-static json_t *first_value(const json_t *acceptable)
-{
-    const json_t *v = json_array_get(acceptable, 0);
-    if (json_is_string(v) && json_string_length(v) == 0)
-        return NULL;
-    if (json_is_object(v)) {
-        json_t *d = json_object();
-        const char *k;
-        json_t *lst;
-        json_object_foreach((json_t *)v, k, lst) {
-            json_t *x = json_is_array(lst) ? first_value(lst) : json_incref(lst);
-            if (x)
-                json_object_set_new(d, k, x);
-        }
-        return d;
-    }
-    if (json_is_array(v) && json_array_size(v) > 0 && json_is_object(json_array_get(v, 0))) {
-        json_t *l = json_array();
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) {
-            json_t *wrap = json_pack("[O]", e);
-            json_array_append_new(l, first_value(wrap));
-            json_decref(wrap);
-        }
-        return l;
-    }
-    return json_incref((json_t *)v);
-}
-
-static size_t n_required_from_second, n_undeclared;
-
-static int in_strings(const json_t *list, const char *s)
-{
-    size_t i;
-    json_t *e;
-    json_array_foreach(list, i, e)
-        if (json_is_string(e) && strcmp(json_string_value(e), s) == 0)
-            return 1;
-    return 0;
-}
-
-/* The calls the ground truth's first choices make: [{name, arguments}]. The
- * first acceptable value of each parameter, "" meaning "leave it out"; except
- * that a parameter the doc requires takes its first non-empty value (a few
- * records list "" first for one), and one the doc does not declare is left
- * out (a few records list a nested field as a parameter, with "" allowed). */
-static json_t *gold_calls(const json_t *gt, const json_t *functions)
-{
-    json_t *calls = json_array();
-    size_t i;
-    json_t *g;
-    json_array_foreach(gt, i, g) {
-        void *it = json_object_iter(g);
-        const json_t *doc = find_doc(functions, json_object_iter_key(it));
-        const json_t *params = json_object_get(doc, "parameters");
-        json_t *args = json_object();
-        const char *p;
-        json_t *acc;
-        json_object_foreach(json_object_iter_value(it), p, acc) {
-            if (json_object_get(json_object_get(params, "properties"), p) == NULL) {
-                n_undeclared++;
-                continue;
-            }
-            json_t *v = first_value(acc);
-            if (v == NULL && in_strings(json_object_get(params, "required"), p) &&
-                json_array_size(acc) > 1) {
-                json_t *rest = json_pack("[O]", json_array_get(acc, 1));
-                v = first_value(rest);
-                json_decref(rest);
-                n_required_from_second++;
-            }
-            if (v)
-                json_object_set_new(args, p, v);
-        }
-        json_array_append_new(calls, json_pack("{s:s, s:o}", "name", json_object_iter_key(it),
-                                               "arguments", args));
-    }
-    return calls;
-}
 
 /* Hermes: one <tool_call> block per call. New string. */
 static char *hermes(const json_t *calls)
@@ -231,7 +149,8 @@ static void check_category(const char *category, size_t expect_n)
         const char *id = json_string_value(json_object_get(rec, "id"));
         assert_string_equal(id, json_string_value(json_object_get(ans, "id")));
         const json_t *gt = json_object_get(ans, "ground_truth");
-        json_t *calls = gold_calls(gt, json_object_get(rec, "function"));
+        json_t *calls = vf_bfcl_gold_calls(gt, json_object_get(rec, "function"));
+        assert_non_null(calls);
         c.records++;
 
         vf_bfcl_result r = score(calls, rec, gt, 0);
@@ -310,9 +229,6 @@ static void check_category(const char *category, size_t expect_n)
                   "required %zu (%zu without one), extra call %zu\n",
                   category, c.records, c.exact, c.wrong_function, c.wrong_value, c.skipped_value,
                   c.missing, c.skipped_missing, c.extra);
-    print_message("%s: gold built with %zu required parameters from their second value, %zu "
-                  "undeclared parameters left out\n", category, n_required_from_second, n_undeclared);
-    n_required_from_second = n_undeclared = 0;
     assert_true(c.wrong_value >= c.records * 9 / 10);
     json_decref(qs);
     json_decref(as);

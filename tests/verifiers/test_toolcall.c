@@ -379,6 +379,43 @@ static void test_toolcall_bfcl__bad_ground_truth(void **state)
     json_decref(f);
 }
 
+/* The reference answer: first values, "" left out, a required parameter's
+ * second value when its first is "", undeclared parameters dropped, dict and
+ * list-of-dict answers reduced recursively; and it scores 1.0 itself. */
+static void test_toolcall_bfcl__gold_calls(void **state)
+{
+    (void)state;
+    json_t *f = json_loads("[{\"name\": \"book\", \"parameters\": {\"type\": \"dict\", "
+                           "\"properties\": {\"city\": {\"type\": \"string\"}, "
+                           "\"nights\": {\"type\": \"integer\"}, \"opts\": {\"type\": \"dict\"}, "
+                           "\"rooms\": {\"type\": \"array\", \"items\": {\"type\": \"dict\"}}, \"note\": {\"type\": \"string\"}}, "
+                           "\"required\": [\"city\", \"nights\"]}}]", 0, NULL);
+    json_t *gt = json_loads("[{\"book\": {\"city\": [\"\", \"Paris\"], \"nights\": [2, 3], "
+                            "\"note\": [\"\", \"x\"], \"ghost\": [1, \"\"], "
+                            "\"opts\": [{\"view\": [\"sea\", \"city\"], \"floor\": [\"\"]}], "
+                            "\"rooms\": [[{\"beds\": [2, 1]}, {\"beds\": [1]}]]}}]", 0, NULL);
+    assert_non_null(f);
+    assert_non_null(gt);
+    json_t *calls = vf_bfcl_gold_calls(gt, f);
+    assert_non_null(calls);
+    json_t *want = json_loads("[{\"name\": \"book\", \"arguments\": {\"city\": \"Paris\", \"nights\": 2, "
+                              "\"opts\": {\"view\": \"sea\"}, \"rooms\": [{\"beds\": 2}, {\"beds\": 1}]}}]",
+                              0, NULL);
+    assert_true(json_equal(calls, want));
+    vf_bfcl_result r;
+    assert_int_equal(vf_bfcl_match(&r, calls, f, gt, 0), 0);
+    if (!r.valid)
+        fail_msg("the reference answer did not match: %s: %s", r.reason, r.message);
+    json_decref(want);
+    json_decref(calls);
+    json_t *bad = json_loads("[{\"a\": [1], \"b\": [2]}]", 0, NULL);
+    assert_null(vf_bfcl_gold_calls(bad, f));
+    assert_null(vf_bfcl_gold_calls(f, f));   /* not one-key objects */
+    json_decref(bad);
+    json_decref(gt);
+    json_decref(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_toolcall_bfcl__failures_have_reasons),
         cmocka_unit_test(test_toolcall_bfcl__lists_dicts_parallel),
         cmocka_unit_test(test_toolcall_bfcl__bad_ground_truth),
+        cmocka_unit_test(test_toolcall_bfcl__gold_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
