@@ -291,6 +291,27 @@ int srv__buffer_status_env(json_t **out, srv__buffer *b, long long env_id, char 
 /* GET /reset_data: forgets the trainer, the envs, the queue and the step. */
 int srv__buffer_reset(srv__buffer *b, char *err, size_t errlen);
 
+/* ---- buffer_check.c: validation of scored groups ------------------------------- */
+
+#define SRV__BUFFER_MAX_ENVS 256    /* environments registered at once (until /reset_data) */
+
+/* What validation needs from the buffer's state, read once under its lock. */
+typedef struct srv__group_limits {
+    long long max_token_len;  /* 0: no trainer yet, no limit */
+    long long vocab;          /* token ids must be under this */
+    size_t n_envs;            /* registered envs: valid env_id values are 0..n_envs-1 */
+    long long env_max[SRV__BUFFER_MAX_ENVS]; /* max_token_length of each env, 0: none */
+} srv__group_limits;
+
+/* Checks group number `gi` against the Atropos ScoredData schema and `lim`;
+ * *env_id gets its env_id (-1 when none). Returns 0, or -1 with `err` saying
+ * which group, sequence and field is wrong. */
+int srv__group_check(long long *env_id, const json_t *g, size_t gi, const srv__group_limits *lim, char *err,
+                     size_t errlen);
+
+/* 1 when all the (already checked) group's scores are equal. */
+int srv__group_is_flat(const json_t *g);
+
 /* ---- journal.c: the buffer's write-ahead log -------------------------------------
  *
  * One file DIR/journal of framed records (magic, length, CRC-32, payload).
