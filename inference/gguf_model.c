@@ -303,26 +303,7 @@ done:
 /* ------------------------------------------------------------------------ */
 /* The writer */
 
-typedef struct wtensor {
-    char name[64];
-    inf_mat mat;            /* matrices */
-    const float *vec;       /* vectors (written as F32) */
-    int rows, cols;         /* cols 0: vector */
-    int permute_hd;         /* > 0: reorder rows of each head of this size */
-    bool to_half;           /* interleaved -> half (else half -> interleaved) */
-    inf_dtype type;
-    uint64_t offset, bytes;
-} wtensor;
-
-static int src_row(const wtensor *t, int r)
-{
-    if (t->permute_hd <= 0)
-        return r;
-    int hd = t->permute_hd, half = hd / 2, h = r / hd, j = r % hd;
-    if (t->to_half)     /* half row j < half is interleaved 2j, j >= half is 2(j-half)+1 */
-        return h * hd + (j < half ? 2 * j : 2 * (j - half) + 1);
-    return h * hd + (j % 2 == 0 ? j / 2 : half + j / 2);  /* interleaved 2i+p is half p*half+i */
-}
+typedef inf__out_tensor wtensor;
 
 static void w_u32(FILE *f, uint32_t v) { fwrite(&v, 4, 1, f); }
 static void w_u64(FILE *f, uint64_t v) { fwrite(&v, 8, 1, f); }
@@ -354,10 +335,10 @@ int inf_model_save_gguf(const inf_model *m, const char *path, inf_dtype dtype, i
         return inf__fail(err, INF_EINVALID, "save_gguf: RoPE scaling is not written");
     int ai = c->qk_norm ? 2 : c->qkv_bias ? 1 : 0;
     inf_rope_style want = ai == 0 ? INF_ROPE_INTERLEAVED : INF_ROPE_HALF;
-    int hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    int hd = c->head_dim, q_dim = c->n_heads * hd;
     int perm = c->rope_style != want ? hd : 0;
     bool to_half = want == INF_ROPE_HALF;
-    wtensor *ts = calloc(2 + (size_t)c->n_layers * 14, sizeof *ts);
+    wtensor *ts = calloc(INF__MAX_OUT_TENSORS(c->n_layers), sizeof *ts);
     float *row = malloc(((size_t)c->hidden_dim + (size_t)c->dim + (size_t)q_dim + 64) * 4);
     void *conv = malloc(((size_t)c->hidden_dim + (size_t)c->dim + (size_t)q_dim + 64) * 4);
     FILE *f = NULL;
@@ -366,55 +347,15 @@ int inf_model_save_gguf(const inf_model *m, const char *path, inf_dtype dtype, i
         rc = inf__fail(err, INF_ENOMEM, "save_gguf: out of memory");
         goto done;
     }
-#define T_MAT(nm, M, r, cc, p)                                                              \
-    do {                                                                                    \
-        ts[n] = (wtensor){.mat = (M), .rows = (r), .cols = (cc), .permute_hd = (p),         \
-                          .to_half = to_half, .type = dtype};                               \
-        snprintf(ts[n].name, sizeof ts[n].name, "%s", nm);                                  \
-        if (!inf_dtype_row_bytes(dtype, (size_t)(cc))) {                                    \
-            rc = inf__fail(err, INF_EINVALID, "save_gguf: %s rows of %d cannot be %s", nm,  \
-                           (int)(cc), inf_dtype_name(dtype));                               \
-            goto done;                                                                      \
-        }                                                                                   \
-        n++;                                                                                \
-    } while (0)
-#define T_VEC(nm, V, r, p)                                                                  \
-    do {                                                                                    \
-        ts[n] = (wtensor){.vec = (V), .rows = (r), .permute_hd = (p), .to_half = to_half,   \
-                          .type = INF_DTYPE_F32};                                           \
-        snprintf(ts[n].name, sizeof ts[n].name, "%s", nm);                                  \
-        n++;                                                                                \
-    } while (0)
-    char nm[64];
-    T_MAT("token_embd.weight", m->w.tok_embeddings, c->vocab_size, c->dim, 0);
-    for (int l = 0; l < c->n_layers; l++) {
-        const inf_layer *L = &m->w.layers[l];
-#define P(s) (snprintf(nm, sizeof nm, "blk.%d.%s", l, s), nm)
-        T_VEC(P("attn_norm.weight"), L->attn_norm, c->dim, 0);
-        T_MAT(P("attn_q.weight"), L->wq, q_dim, c->dim, perm);
-        T_MAT(P("attn_k.weight"), L->wk, kv_dim, c->dim, perm);
-        T_MAT(P("attn_v.weight"), L->wv, kv_dim, c->dim, 0);
-        if (c->qkv_bias) {
-            T_VEC(P("attn_q.bias"), L->bq, q_dim, perm);
-            T_VEC(P("attn_k.bias"), L->bk, kv_dim, perm);
-            T_VEC(P("attn_v.bias"), L->bv, kv_dim, 0);
+    n = inf__model_out_tensors(ts, m, INF__NAMES_GGUF, perm, to_half);
+    for (int i = 0; i < n; i++) {
+        ts[i].type = ts[i].cols ? dtype : INF_DTYPE_F32;   /* vectors are written as F32 */
+        if (ts[i].cols && !inf_dtype_row_bytes(dtype, (size_t)ts[i].cols)) {
+            rc = inf__fail(err, INF_EINVALID, "save_gguf: %s rows of %d cannot be %s", ts[i].name,
+                           ts[i].cols, inf_dtype_name(dtype));
+            goto done;
         }
-        if (c->qk_norm) {
-            T_VEC(P("attn_q_norm.weight"), L->q_norm, hd, perm);
-            T_VEC(P("attn_k_norm.weight"), L->k_norm, hd, perm);
-        }
-        T_MAT(P("attn_output.weight"), L->wo, c->dim, q_dim, 0);
-        T_VEC(P("ffn_norm.weight"), L->ffn_norm, c->dim, 0);
-        T_MAT(P("ffn_gate.weight"), L->w1, c->hidden_dim, c->dim, 0);
-        T_MAT(P("ffn_down.weight"), L->w2, c->dim, c->hidden_dim, 0);
-        T_MAT(P("ffn_up.weight"), L->w3, c->hidden_dim, c->dim, 0);
-#undef P
     }
-    T_VEC("output_norm.weight", m->w.final_norm, c->dim, 0);
-    if (m->w.classifier.data != m->w.tok_embeddings.data)
-        T_MAT("output.weight", m->w.classifier, c->vocab_size, c->dim, 0);
-#undef T_MAT
-#undef T_VEC
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         ts[i].offset = off;
@@ -478,14 +419,14 @@ int inf_model_save_gguf(const inf_model *m, const char *path, inf_dtype dtype, i
         const wtensor *t = &ts[i];
         if (!t->cols) {
             for (int r = 0; r < t->rows; r++)
-                row[r] = t->vec[src_row(t, r)];
+                row[r] = t->vec[inf__out_tensor_src_row(t, r)];
             fwrite(row, 4, (size_t)t->rows, f);
         } else {
             size_t rb = inf_dtype_row_bytes(t->mat.type, (size_t)t->cols);
             size_t ob = inf_dtype_row_bytes(t->type, (size_t)t->cols);
             for (int r = 0; r < t->rows; r++) {
                 inf_dtype_to_f32(row, t->mat.type,
-                                 (const unsigned char *)t->mat.data + (size_t)src_row(t, r) * rb,
+                                 (const unsigned char *)t->mat.data + (size_t)inf__out_tensor_src_row(t, r) * rb,
                                  (size_t)t->cols);
                 inf_dtype_from_f32(conv, t->type, row, (size_t)t->cols);
                 fwrite(conv, 1, ob, f);

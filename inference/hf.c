@@ -419,26 +419,7 @@ done:
 /* The writer */
 
 /* One tensor to write: a matrix (rows, cols) or a vector (rows,) (cols 0). */
-typedef struct out_tensor {
-    char name[96];
-    inf_mat mat;            /* matrices */
-    const float *vec;       /* vectors */
-    int rows, cols;
-    int permute_hd;         /* > 0: rows are heads of this size to turn from interleaved
-                               RoPE order to half order */
-    int shard;
-} out_tensor;
-
-/* Source row of destination row r: within each head, half-layout row j
- * (< hd/2) is interleaved row 2j and row hd/2 + j is row 2j + 1 (the inverse
- * of what rotate_half needs; transformers' permute() for q/k). */
-static int src_row(const out_tensor *t, int r)
-{
-    if (t->permute_hd <= 0)
-        return r;
-    int hd = t->permute_hd, half = hd / 2, h = r / hd, j = r % hd;
-    return h * hd + (j < half ? 2 * j : 2 * (j - half) + 1);
-}
+typedef inf__out_tensor out_tensor;
 
 static int write_shard(const char *path, const out_tensor *ts, int n, int shard, inf_dtype dtype,
                        inf_error *err)
@@ -498,7 +479,7 @@ static int write_shard(const char *path, const out_tensor *ts, int n, int shard,
             continue;
         if (!t->cols) {
             for (int r = 0; r < t->rows; r++)
-                vrow[r] = t->vec[src_row(t, r)];
+                vrow[r] = t->vec[inf__out_tensor_src_row(t, r)];
             inf_dtype_from_f32(conv, dtype, vrow, (size_t)t->rows);
             fwrite(conv, esz, (size_t)t->rows, f);
             continue;
@@ -506,7 +487,7 @@ static int write_shard(const char *path, const out_tensor *ts, int n, int shard,
         size_t rb = inf_dtype_row_bytes(t->mat.type, (size_t)t->cols);
         for (int r = 0; r < t->rows; r++) {
             inf_dtype_to_f32(row, t->mat.type,
-                             (const unsigned char *)t->mat.data + (size_t)src_row(t, r) * rb,
+                             (const unsigned char *)t->mat.data + (size_t)inf__out_tensor_src_row(t, r) * rb,
                              (size_t)t->cols);
             inf_dtype_from_f32(conv, dtype, row, (size_t)t->cols);
             fwrite(conv, esz, (size_t)t->cols, f);
@@ -552,62 +533,13 @@ int inf_model_save_hf(const inf_model *m, const char *dir, inf_dtype dtype, size
     hf_arch arch = c->qk_norm ? HF_QWEN3 : c->qkv_bias ? HF_QWEN2 : HF_LLAMA;
     int rc;
     json_t *cfg = NULL, *idx = NULL;
-    int hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
-    int perm = c->rope_style == INF_ROPE_INTERLEAVED ? hd : 0;
-    size_t n_max = 2 + (size_t)c->n_layers * 14;
-    out_tensor *ts = calloc(n_max, sizeof *ts);
-    if (!ts)
-        return inf__fail(err, INF_ENOMEM, "save_hf: out of memory");
-    int n = 0;
-#define ADD_MAT(nm, M, r, cc, p)                                                            \
-    do {                                                                                    \
-        snprintf(ts[n].name, sizeof ts[n].name, "%s", nm);                                  \
-        ts[n].mat = (M);                                                                    \
-        ts[n].rows = (r);                                                                   \
-        ts[n].cols = (cc);                                                                  \
-        ts[n].permute_hd = (p);                                                             \
-        n++;                                                                                \
-    } while (0)
-#define ADD_VEC(nm, V, r, p)                                                                \
-    do {                                                                                    \
-        snprintf(ts[n].name, sizeof ts[n].name, "%s", nm);                                  \
-        ts[n].vec = (V);                                                                    \
-        ts[n].rows = (r);                                                                   \
-        ts[n].permute_hd = (p);                                                             \
-        n++;                                                                                \
-    } while (0)
-    char nm[96];
-    ADD_MAT("model.embed_tokens.weight", m->w.tok_embeddings, c->vocab_size, c->dim, 0);
-    for (int l = 0; l < c->n_layers; l++) {
-        const inf_layer *L = &m->w.layers[l];
-#define P(s) (snprintf(nm, sizeof nm, "model.layers.%d.%s", l, s), nm)
-        ADD_VEC(P("input_layernorm.weight"), L->attn_norm, c->dim, 0);
-        ADD_MAT(P("self_attn.q_proj.weight"), L->wq, q_dim, c->dim, perm);
-        ADD_MAT(P("self_attn.k_proj.weight"), L->wk, kv_dim, c->dim, perm);
-        ADD_MAT(P("self_attn.v_proj.weight"), L->wv, kv_dim, c->dim, 0);
-        if (c->qkv_bias) {
-            ADD_VEC(P("self_attn.q_proj.bias"), L->bq, q_dim, perm);
-            ADD_VEC(P("self_attn.k_proj.bias"), L->bk, kv_dim, perm);
-            ADD_VEC(P("self_attn.v_proj.bias"), L->bv, kv_dim, 0);
-        }
-        if (c->qk_norm) {
-            ADD_VEC(P("self_attn.q_norm.weight"), L->q_norm, hd, perm);
-            ADD_VEC(P("self_attn.k_norm.weight"), L->k_norm, hd, perm);
-        }
-        ADD_MAT(P("self_attn.o_proj.weight"), L->wo, c->dim, q_dim, 0);
-        ADD_VEC(P("post_attention_layernorm.weight"), L->ffn_norm, c->dim, 0);
-        ADD_MAT(P("mlp.gate_proj.weight"), L->w1, c->hidden_dim, c->dim, 0);
-        ADD_MAT(P("mlp.down_proj.weight"), L->w2, c->dim, c->hidden_dim, 0);
-        ADD_MAT(P("mlp.up_proj.weight"), L->w3, c->hidden_dim, c->dim, 0);
-#undef P
-    }
-    ADD_VEC("model.norm.weight", m->w.final_norm, c->dim, 0);
+    int hd = c->head_dim, perm = c->rope_style == INF_ROPE_INTERLEAVED ? hd : 0;
     bool tied = m->w.classifier.data == m->w.tok_embeddings.data &&
                 m->w.classifier.type == m->w.tok_embeddings.type;
-    if (!tied)
-        ADD_MAT("lm_head.weight", m->w.classifier, c->vocab_size, c->dim, 0);
-#undef ADD_MAT
-#undef ADD_VEC
+    out_tensor *ts = calloc(INF__MAX_OUT_TENSORS(c->n_layers), sizeof *ts);
+    if (!ts)
+        return inf__fail(err, INF_ENOMEM, "save_hf: out of memory");
+    int n = inf__model_out_tensors(ts, m, INF__NAMES_HF, perm, true);
 
     /* shards: consecutive tensors up to shard_bytes each (0: one file) */
     size_t esz = dtype == INF_DTYPE_F32 ? 4 : 2, used = 0;

@@ -53,6 +53,38 @@ int inf__config_check(const inf_config *c, const char *what, inf_error *err);
  * inf_model_free releases. */
 int inf__model_init(inf_model *m, const inf_config *c, const inf_weights *w, inf_error *err);
 
+/* One tensor as a writer stores it (hf.c, gguf_model.c): its name in the
+ * file format and where the model holds it. Borrowed from the model. */
+typedef struct inf__out_tensor {
+    char name[96];
+    inf_mat mat;            /* matrices */
+    const float *vec;       /* vectors */
+    int rows, cols;         /* cols 0: a vector */
+    int permute_hd;         /* > 0: reorder the rows of each head of this size (a RoPE
+                               layout change, for q and k) */
+    bool to_half;           /* with permute_hd: interleaved -> half order, else the reverse */
+    /* the writer's own bookkeeping */
+    inf_dtype type;         /* GGUF: the type stored */
+    uint64_t offset, bytes; /* GGUF: where its data goes */
+    int shard;              /* HF: which safetensors file */
+} inf__out_tensor;
+
+typedef enum inf__tensor_names { INF__NAMES_HF, INF__NAMES_GGUF } inf__tensor_names;
+
+/* Tensors a model can have: embeddings, final norm, classifier, and at most
+ * 12 a layer (q/k/v biases and q/k norms are never both present). */
+#define INF__MAX_OUT_TENSORS(n_layers) (3 + (size_t)(n_layers) * 12)
+
+/* Fills ts (INF__MAX_OUT_TENSORS entries) with m's tensors named the way
+ * `names` says, in the order the writers store them; q and k (and their
+ * biases and norms) get permute_hd and to_half. A classifier tied to the
+ * embeddings is not listed. Returns the count. */
+int inf__model_out_tensors(inf__out_tensor *ts, const inf_model *m, inf__tensor_names names,
+                           int permute_hd, bool to_half);
+
+/* The source row of destination row r of t (the RoPE layout permutation). */
+int inf__out_tensor_src_row(const inf__out_tensor *t, int r);
+
 /*
  * The operations a backend implements. Activations are float32 and row-major;
  * a batch of B vectors of width n is (B, n). The forward pass (forward.c)

@@ -208,3 +208,102 @@ void inf_model_free(inf_model *m)
     free(m->rope_inv_freq);
     free(m);
 }
+
+/* ---- the tensor list the writers store ------------------------------------------------ */
+
+/* Per-layer tensor roles, with their HF and GGUF names. */
+typedef enum { ROLE_NORM_ATTN, ROLE_Q, ROLE_K, ROLE_V, ROLE_BQ, ROLE_BK, ROLE_BV, ROLE_QN, ROLE_KN,
+               ROLE_O, ROLE_NORM_FFN, ROLE_GATE, ROLE_DOWN, ROLE_UP, N_ROLES } layer_role;
+
+static const char *const layer_names[N_ROLES][2] = {
+    [ROLE_NORM_ATTN] = { "input_layernorm.weight", "attn_norm.weight" },
+    [ROLE_Q] = { "self_attn.q_proj.weight", "attn_q.weight" },
+    [ROLE_K] = { "self_attn.k_proj.weight", "attn_k.weight" },
+    [ROLE_V] = { "self_attn.v_proj.weight", "attn_v.weight" },
+    [ROLE_BQ] = { "self_attn.q_proj.bias", "attn_q.bias" },
+    [ROLE_BK] = { "self_attn.k_proj.bias", "attn_k.bias" },
+    [ROLE_BV] = { "self_attn.v_proj.bias", "attn_v.bias" },
+    [ROLE_QN] = { "self_attn.q_norm.weight", "attn_q_norm.weight" },
+    [ROLE_KN] = { "self_attn.k_norm.weight", "attn_k_norm.weight" },
+    [ROLE_O] = { "self_attn.o_proj.weight", "attn_output.weight" },
+    [ROLE_NORM_FFN] = { "post_attention_layernorm.weight", "ffn_norm.weight" },
+    [ROLE_GATE] = { "mlp.gate_proj.weight", "ffn_gate.weight" },
+    [ROLE_DOWN] = { "mlp.down_proj.weight", "ffn_down.weight" },
+    [ROLE_UP] = { "mlp.up_proj.weight", "ffn_up.weight" },
+};
+
+static void out_mat(inf__out_tensor *t, const char *name, inf_mat w, int rows, int cols, int perm,
+                    bool to_half)
+{
+    *t = (inf__out_tensor){ .mat = w, .rows = rows, .cols = cols, .permute_hd = perm,
+                            .to_half = to_half };
+    snprintf(t->name, sizeof t->name, "%s", name);
+}
+
+static void out_vec(inf__out_tensor *t, const char *name, const float *v, int rows, int perm,
+                    bool to_half)
+{
+    *t = (inf__out_tensor){ .vec = v, .rows = rows, .permute_hd = perm, .to_half = to_half };
+    snprintf(t->name, sizeof t->name, "%s", name);
+}
+
+static int out_layer(inf__out_tensor *ts, const inf_model *m, int l, inf__tensor_names names, int perm,
+                     bool to_half)
+{
+    const inf_config *c = &m->config;
+    const inf_layer *L = &m->w.layers[l];
+    int hd = c->head_dim, q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd, n = 0;
+    char nm[N_ROLES][96];
+    for (int r = 0; r < N_ROLES; r++)
+        snprintf(nm[r], sizeof nm[r], names == INF__NAMES_HF ? "model.layers.%d.%s" : "blk.%d.%s", l,
+                 layer_names[r][names == INF__NAMES_HF ? 0 : 1]);
+    out_vec(&ts[n++], nm[ROLE_NORM_ATTN], L->attn_norm, c->dim, 0, to_half);
+    out_mat(&ts[n++], nm[ROLE_Q], L->wq, q_dim, c->dim, perm, to_half);
+    out_mat(&ts[n++], nm[ROLE_K], L->wk, kv_dim, c->dim, perm, to_half);
+    out_mat(&ts[n++], nm[ROLE_V], L->wv, kv_dim, c->dim, 0, to_half);
+    if (c->qkv_bias) {
+        out_vec(&ts[n++], nm[ROLE_BQ], L->bq, q_dim, perm, to_half);
+        out_vec(&ts[n++], nm[ROLE_BK], L->bk, kv_dim, perm, to_half);
+        out_vec(&ts[n++], nm[ROLE_BV], L->bv, kv_dim, 0, to_half);
+    }
+    if (c->qk_norm) {
+        out_vec(&ts[n++], nm[ROLE_QN], L->q_norm, hd, perm, to_half);
+        out_vec(&ts[n++], nm[ROLE_KN], L->k_norm, hd, perm, to_half);
+    }
+    out_mat(&ts[n++], nm[ROLE_O], L->wo, c->dim, q_dim, 0, to_half);
+    out_vec(&ts[n++], nm[ROLE_NORM_FFN], L->ffn_norm, c->dim, 0, to_half);
+    out_mat(&ts[n++], nm[ROLE_GATE], L->w1, c->hidden_dim, c->dim, 0, to_half);
+    out_mat(&ts[n++], nm[ROLE_DOWN], L->w2, c->dim, c->hidden_dim, 0, to_half);
+    out_mat(&ts[n++], nm[ROLE_UP], L->w3, c->hidden_dim, c->dim, 0, to_half);
+    return n;
+}
+
+int inf__model_out_tensors(inf__out_tensor *ts, const inf_model *m, inf__tensor_names names,
+                           int permute_hd, bool to_half)
+{
+    const inf_config *c = &m->config;
+    bool hf = names == INF__NAMES_HF;
+    int n = 0;
+    out_mat(&ts[n++], hf ? "model.embed_tokens.weight" : "token_embd.weight", m->w.tok_embeddings,
+            c->vocab_size, c->dim, 0, to_half);
+    for (int l = 0; l < c->n_layers; l++)
+        n += out_layer(ts + n, m, l, names, permute_hd, to_half);
+    out_vec(&ts[n++], hf ? "model.norm.weight" : "output_norm.weight", m->w.final_norm, c->dim, 0,
+            to_half);
+    bool tied = m->w.classifier.data == m->w.tok_embeddings.data &&
+                m->w.classifier.type == m->w.tok_embeddings.type;
+    if (!tied)
+        out_mat(&ts[n++], hf ? "lm_head.weight" : "output.weight", m->w.classifier, c->vocab_size,
+                c->dim, 0, to_half);
+    return n;
+}
+
+int inf__out_tensor_src_row(const inf__out_tensor *t, int r)
+{
+    if (t->permute_hd <= 0)
+        return r;
+    int hd = t->permute_hd, half = hd / 2, h = r / hd, j = r % hd;
+    if (t->to_half)     /* half row j < half is interleaved 2j, j >= half is 2(j-half)+1 */
+        return h * hd + (j < half ? 2 * j : 2 * (j - half) + 1);
+    return h * hd + (j % 2 == 0 ? j / 2 : half + j / 2);  /* interleaved 2i+p is half p*half+i */
+}
