@@ -64,7 +64,7 @@ int inf__model_init(inf_model *m, const inf_config *c, const inf_weights *w, inf
 typedef struct inf__ops {
     const char *name;
     /* W (d,n) of any inf_dtype @ X (B,n) f32 -> out (B,d) f32, batch row k of
-     * out at out + k*ldo; bias (d,) added when not NULL; scratch (2n,) floats.
+     * out at out + k*ldo; bias (d,) added when not NULL; scratch (4n,) floats.
      * Each out element is one dot product in a fixed order whatever B and
      * the CPU path (see forward_cpu.c), so the rows of W can also be split
      * between threads (pass the slice's W, bias and out) without changing

@@ -108,7 +108,10 @@ static void build_flavor(tiny *t, int flavor, inf_dtype dtype, inf_dtype vec_dty
     t->rng = qwen ? 7 : 3;
     inf_config *c = &t->c;
     c->dim = 32;
-    c->hidden_dim = qwen ? 48 : 64;    /* llama: rows Q8_0 can hold (multiples of 32) */
+    /* llama: rows Q8_0 can hold (multiples of 32); qwen: 56 = 3*16 + 8, so
+     * w2's rows end in the fused rule's last half block (a masked tail in the
+     * AVX-512 kernels) */
+    c->hidden_dim = qwen ? 56 : 64;
     c->n_layers = 2;
     c->n_heads = 4;
     c->n_kv_heads = 2;
