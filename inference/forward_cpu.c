@@ -470,6 +470,21 @@ tile4_512(float *out, size_t ldo, const float *w, size_t ldw, const float *x, si
         }
 }
 
+/* A stored row (n,) of a half or quantized type -> buf (n,) f32, exactly,
+ * sixteen at a time (n % 8 == 0). */
+AVX512 static void row_to_f32_512(float *buf, inf_dtype type, const unsigned char *row, int n)
+{
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(buf + j, type == INF_DTYPE_BF16  ? bf16x16(row, j)
+                                  : type == INF_DTYPE_F16 ? f16x16(row, j)
+                                                          : q8x16(row, j));
+    if (j < n)
+        _mm256_storeu_ps(buf + j, type == INF_DTYPE_BF16  ? bf16x8(row, j)
+                                  : type == INF_DTYPE_F16 ? f16x8(row, j)
+                                                          : q8x8(row, j));
+}
+
 /* tile4_512 with S as a constant, so each tile's accumulators live in registers. */
 AVX512 static void tile4_512_s(float *out, size_t ldo, const float *w, size_t ldw, const float *x,
                                size_t ldx, const float *bias, int S, int n)
@@ -610,8 +625,10 @@ static void cpu_matmul(float *out, size_t ldo, const float *x, inf_mat w, const 
     /* four rows (scratch holds 4n floats) x up to six sequences at a time */
     if (fused && n % 8 == 0 && HAS_AVX512())
         for (; i + 4 <= D; i += 4) {
+            size_t rb = inf_dtype_row_bytes(w.type, N);
             for (size_t r = 0; r < 4; r++)
-                row_f32(scratch + r * N, w, i + r, n);
+                row_to_f32_512(scratch + r * N, w.type,
+                               (const unsigned char *)w.data + (i + r) * rb, n);
             /* the fewest tiles, as even as they go (16 = 6+5+5, not 6+6+4):
              * a narrow tile loads more per FMA */
             int tiles = (b + TILE_SEQS - 1) / TILE_SEQS;
