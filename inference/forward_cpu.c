@@ -35,9 +35,10 @@
  * The plain C versions and the AVX/FMA versions (lanes = accumulators;
  * -std=c11 means the compiler never contracts on its own) give the same bits,
  * so results depend neither on the CPU path nor on the batch: the batched
- * matmul converts a row once into scratch and runs the f32 dot of the same
- * rule on it. One row at a time: reading several rows at once measured
- * slower on this machine's memory system.
+ * matmul converts rows once into scratch and runs the f32 dot of the same
+ * rule on them. The AVX/FMA single stream reads one row at a time (several
+ * rows at once measured slower without a software prefetch); the AVX-512
+ * one reads four, prefetching the next four (see DEF_DOT4_512).
  */
 static float reduce8(const float *acc)
 {
@@ -580,6 +581,59 @@ static float dot_row(inf_mat w, size_t i, const float *x, int n, float *scratch)
     return dot_c(row_f32(scratch, w, i, n), x, n, w.type != INF_DTYPE_F32);
 }
 
+#if HAVE_X86_PATHS
+/* The AVX-512 single stream over rows [0, D/4*4) of W (d,n), n % 8 == 0, a
+ * half or quantized type: out[i] = W[i] . x (+ bias[i]). Returns the rows
+ * done; the caller finishes the rest one at a time (the same bits). */
+static size_t single_rows_512(float *out, const float *x, inf_mat w, const float *bias, int n,
+                              size_t D)
+{
+    size_t rb = inf_dtype_row_bytes(w.type, (size_t)n);
+    const unsigned char *base = w.data;
+    float v[4];
+    size_t i = 0;
+    for (; i + 4 <= D; i += 4) {
+        const unsigned char *rows = base + i * rb;
+        /* the last group prefetches itself: nothing beyond W */
+        const unsigned char *next = i + 8 <= D ? rows + 4 * rb : rows;
+        if (w.type == INF_DTYPE_BF16)
+            dot4_bf16_512(v, rows, rb, next, x, n);
+        else if (w.type == INF_DTYPE_F16)
+            dot4_f16_512(v, rows, rb, next, x, n);
+        else
+            dot4_q8_512(v, rows, rb, next, x, n);
+        for (int r = 0; r < 4; r++)
+            out[i + r] = bias ? v[r] + bias[i + r] : v[r];
+    }
+    return i;
+}
+
+/* The AVX-512 batch over rows [0, D/4*4) of W (d,n), n % 8 == 0, a half or
+ * quantized type: four rows converted into scratch (4n,), then tiles of up
+ * to six sequences. Returns the rows done. */
+static size_t batch_rows_512(float *out, size_t ldo, const float *x, inf_mat w,
+                             const float *bias, int b, int n, size_t D, float *scratch)
+{
+    size_t N = (size_t)n, rb = inf_dtype_row_bytes(w.type, N);
+    /* the fewest tiles, as even as they go (16 = 6+5+5, not 6+6+4): a
+     * narrow tile loads more per FMA */
+    int tiles = (b + TILE_SEQS - 1) / TILE_SEQS;
+    size_t i = 0;
+    for (; i + 4 <= D; i += 4) {
+        for (size_t r = 0; r < 4; r++)
+            row_to_f32_512(scratch + r * N, w.type, (const unsigned char *)w.data + (i + r) * rb,
+                           n);
+        for (int t = 0, k = 0; t < tiles; t++) {
+            int S = b / tiles + (t < b % tiles ? 1 : 0);
+            tile4_512_s(out + (size_t)k * ldo + i, ldo, scratch, N, x + (size_t)k * N, N,
+                        bias ? bias + i : NULL, S, n);
+            k += S;
+        }
+    }
+    return i;
+}
+#endif
+
 /* W (d,n) @ X (B,n) -> out (B,d) (row stride ldo); scratch (4n,). Rows
  * outside, batch inside: each weight row is read from memory once per step for the whole
  * batch (converted once into scratch when B > 1, then dotted with every
@@ -593,24 +647,8 @@ static void cpu_matmul(float *out, size_t ldo, const float *x, inf_mat w, const 
     if (b == 1) {
         size_t i = 0;
 #if HAVE_X86_PATHS
-        if (fused && n % 8 == 0 && HAS_AVX512()) {
-            size_t rb = inf_dtype_row_bytes(w.type, N);
-            const unsigned char *base = w.data;
-            float v[4];
-            for (; i + 4 <= D; i += 4) {
-                const unsigned char *rows = base + i * rb;
-                /* the last group prefetches itself: nothing beyond W */
-                const unsigned char *next = i + 8 <= D ? rows + 4 * rb : rows;
-                if (w.type == INF_DTYPE_BF16)
-                    dot4_bf16_512(v, rows, rb, next, x, n);
-                else if (w.type == INF_DTYPE_F16)
-                    dot4_f16_512(v, rows, rb, next, x, n);
-                else
-                    dot4_q8_512(v, rows, rb, next, x, n);
-                for (int r = 0; r < 4; r++)
-                    out[i + r] = bias ? v[r] + bias[i + r] : v[r];
-            }
-        }
+        if (fused && n % 8 == 0 && HAS_AVX512())
+            i = single_rows_512(out, x, w, bias, n, D);
 #endif
         for (; i < D; i++) {
             float r = dot_row(w, i, x, n, scratch);
@@ -624,21 +662,7 @@ static void cpu_matmul(float *out, size_t ldo, const float *x, inf_mat w, const 
 #if HAVE_X86_PATHS
     /* four rows (scratch holds 4n floats) x up to six sequences at a time */
     if (fused && n % 8 == 0 && HAS_AVX512())
-        for (; i + 4 <= D; i += 4) {
-            size_t rb = inf_dtype_row_bytes(w.type, N);
-            for (size_t r = 0; r < 4; r++)
-                row_to_f32_512(scratch + r * N, w.type,
-                               (const unsigned char *)w.data + (i + r) * rb, n);
-            /* the fewest tiles, as even as they go (16 = 6+5+5, not 6+6+4):
-             * a narrow tile loads more per FMA */
-            int tiles = (b + TILE_SEQS - 1) / TILE_SEQS;
-            for (int t = 0, k = 0; t < tiles; t++) {
-                int S = b / tiles + (t < b % tiles ? 1 : 0);
-                tile4_512_s(out + (size_t)k * ldo + i, ldo, scratch, N, x + (size_t)k * N, N,
-                            bias ? bias + i : NULL, S, n);
-                k += S;
-            }
-        }
+        i = batch_rows_512(out, ldo, x, w, bias, b, n, D, scratch);
     /* two rows x four sequences at a time */
     if (fused && HAS_FMA() && n % 8 == 0 && b >= 4)
         for (; i + 2 <= D; i += 2) {
