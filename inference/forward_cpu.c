@@ -81,6 +81,8 @@ static float dot_c(const float *w, const float *x, int n, bool fused)
     return reduce16(a, b);
 }
 
+int inf__cpu_disabled;
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -526,9 +528,15 @@ static int features(void)
     __atomic_store_n(&cpu_features, v, __ATOMIC_RELAXED);   /* racing callers agree */
     return v;
 }
-#define HAS_AVX() (features() & 1)
-#define HAS_FMA() ((features() & 3) == 3)
-#define HAS_AVX512() (features() == 7)
+
+/* The features the kernels may use: detected, less what a test switched off. */
+static int usable(void)
+{
+    return features() & ~__atomic_load_n(&inf__cpu_disabled, __ATOMIC_RELAXED);
+}
+#define HAS_AVX() (usable() & 1)
+#define HAS_FMA() ((usable() & 3) == 3)
+#define HAS_AVX512() (usable() == 7)
 #else
 #define HAVE_X86_PATHS 0
 #endif

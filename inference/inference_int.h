@@ -91,6 +91,15 @@ typedef struct inf__ops {
 
 extern const inf__ops inf__ops_cpu;
 
+/* CPU feature bits the CPU kernels must not use, for tests that compare the
+ * paths (which give the same bits): 1 AVX + F16C (and so everything below),
+ * 2 FMA, 4 AVX-512F. 0 by default; change it only while no forward pass
+ * runs. */
+#define INF__CPU_AVX    1
+#define INF__CPU_FMA    2
+#define INF__CPU_AVX512 4
+extern int inf__cpu_disabled;
+
 /*
  * Runs one step for `b` sequences of `s` at the same position `pos`:
  * seqs (b,) which sequences, tokens (b,) their input tokens. Logits go to
