@@ -103,4 +103,13 @@ if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.5) }'; then v=ok; else v=BELOW; ok=0
 say "floor: score(k=1) / health = $ratio (>= 0.50) $v"
 if [ "$c64" -ge 200000 ]; then v=ok; else v=BELOW; ok=0; fi
 say "floor: score(k=64) = $c64 completions/s (>= 200000) $v"
+# The floors from issue 7, printed by infer_bench's Qwen-shaped section:
+# single-stream decode within 1.5x of the memory-bandwidth limit and n=32 at
+# 4x the single stream's tokens/s, each at 1 and 2 threads.
+n7=$(grep -c '^floor: \(single stream\|n=32 / n=1\)' "$OUT" || true)
+if [ "$n7" != 4 ]; then
+    echo "bench: infer_bench printed $n7 of issue 7's 4 floor lines" >&2
+    ok=0
+fi
+if grep '^floor: \(single stream\|n=32 / n=1\)' "$OUT" | grep -q 'BELOW$'; then ok=0; fi
 [ "$ok" = 1 ]

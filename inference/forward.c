@@ -39,7 +39,7 @@ typedef struct mm_job {
 typedef struct pool {
     int n_threads;
     pthread_t *th;              /* (n_threads,) [0] unused */
-    float **scratch;            /* (n_threads,) two weight rows each; [0] is the state's */
+    float **scratch;            /* (n_threads,) four weight rows each; [0] is the state's */
     const inf__ops *ops;
     pthread_mutex_t mu;         /* guards everything below; gen is also read unlocked */
     pthread_cond_t start, done;
@@ -146,7 +146,7 @@ struct inf_state {
     float *hb;                  /* (n_seqs, hidden_dim) */
     float *hb2;                 /* (n_seqs, hidden_dim) */
     float *att;                 /* (max_len,) attention scores of one head */
-    float *wrow;                /* (2, max(dim, q_dim, hidden_dim)) weight rows as f32 */
+    float *wrow;                /* (4, max(dim, q_dim, hidden_dim)) weight rows as f32 */
     size_t wrow_len;
     pool *pool;                 /* row-parallel threads, or NULL */
     float *logits;              /* (n_seqs, vocab_size) */
@@ -195,8 +195,8 @@ int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, 
     s->hb2 = calloc(S * (size_t)c->hidden_dim, sizeof(float));
     s->att = calloc((size_t)max_len, sizeof(float));
     size_t widest = wide > (size_t)c->hidden_dim ? wide : (size_t)c->hidden_dim;
-    s->wrow = calloc(2 * widest, sizeof(float));    /* the batched kernel converts 2 rows */
-    s->wrow_len = 2 * widest;
+    s->wrow = calloc(4 * widest, sizeof(float));    /* the batched kernel converts 4 rows */
+    s->wrow_len = 4 * widest;
     s->logits = calloc(S * (size_t)c->vocab_size, sizeof(float));
     if (!s->key_cache || !s->value_cache || !s->x || !s->xb || !s->xb2 || !s->q || !s->k ||
         !s->v || !s->hb || !s->hb2 || !s->att || !s->wrow || !s->logits) {

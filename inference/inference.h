@@ -285,9 +285,9 @@ int inf_tokenizer_load_gguf(inf_tokenizer **out, const char *path, inf_error *er
  * model BPE, either byte-level (pre_tokenizer ByteLevel, or Split with the
  * GPT-2, Llama 3 or Qwen2 regex + ByteLevel) or SentencePiece style
  * (byte_fallback, Prepend/Replace "▁" normalizer or Metaspace); added_tokens
- * with their special flags; normalizer NFC accepted, and encode refuses (with
- * an INF_EINVALID error) text that NFC would change, since envsrv carries no
- * Unicode composition tables. BOS/EOS come from
+ * with their special flags; normalizer NFC (alone or in a Sequence with the
+ * SentencePiece pair), applied by encode before anything else (Unicode
+ * 14.0 tables from Python's unicodedata). BOS/EOS come from
  * tokenizer_config.json beside it when present. Anything else is an
  * INF_EINVALID error naming it. On success *out is new; free with
  * inf_tokenizer_free().

@@ -183,55 +183,11 @@ int inf_tokenizer_eos(const inf_tokenizer *t)
     return t->eos;
 }
 
-/*
- * Code points NFC leaves alone whatever surrounds them: below U+0300 (no
- * combining marks yet), Cyrillic, General Punctuation from U+2010, CJK
- * punctuation (but the combining U+302A..U+302F), kana (but the combining
- * voiced marks U+3099/U+309A), CJK ideographs, Hangul syllables (a trailing
- * jamo after one would be refused itself), full-width forms, and the emoji
- * planes. Everything else may compose, decompose or reorder under NFC.
- */
-static bool nfc_safe(uint32_t cp)
-{
-    static const uint32_t ok[][2] = {
-        {0x0000, 0x02FF}, {0x0400, 0x04FF}, {0x2010, 0x206F}, {0x3000, 0x3029},
-        {0x3030, 0x3098}, {0x309B, 0x30FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3},
-        {0xFF00, 0xFFEF}, {0x1F300, 0x1FAFF},
-    };
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (cp >= ok[i][0] && cp <= ok[i][1])
-            return true;
-    return false;
-}
-
-/* NFC tokenizers: INF_EINVALID for text NFC might change (see nfc_safe);
- * invalid UTF-8 bytes are left to byte fallback. */
-static int nfc_check(const char *text, size_t len, inf_error *err)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    for (size_t i = 0; i < len;) {
-        unsigned char c = s[i];
-        size_t need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-        if (need > len - i)
-            need = 1;
-        uint32_t cp = need == 1 ? c : c & (0x7Fu >> need);
-        for (size_t k = 1; k < need; k++)
-            cp = (cp << 6) | (s[i + k] & 0x3Fu);
-        if (need > 1 && !nfc_safe(cp))
-            return inf__fail(err, INF_EINVALID,
-                             "tokenizer: this tokenizer normalizes text to NFC, which is not "
-                             "implemented here, and U+%04X at byte %zu may change under it; "
-                             "pass NFC-normalized text without combining marks",
-                             (unsigned)cp, i);
-        i += need;
-    }
-    return 0;
-}
-
 int inf_tokenizer_encode(int **ids, size_t *n_ids, const inf_tokenizer *t, const char *text,
                          size_t len, unsigned flags, inf_error *err)
 {
     int *out = NULL;
+    char *normalized = NULL;
     size_t n = 0, cap = 0;
     int rc;
     *ids = NULL;
@@ -242,8 +198,16 @@ int inf_tokenizer_encode(int **ids, size_t *n_ids, const inf_tokenizer *t, const
     if ((flags & INF_TOK_BOS) && t->bos >= 0 &&
         (rc = inf__ids_push(&out, &n, &cap, t->bos, err)) != 0)
         goto done;
-    if (t->nfc && (rc = nfc_check(text, len, err)) != 0)
-        goto done;
+    /* NFC first, then the added tokens. HF cuts non-"normalized" added
+     * tokens out of the raw text before normalizing the rest; the two differ
+     * only where a combining mark follows an added token whose last
+     * character composes with it, which special tokens (ASCII ending in '>'
+     * or '|') never do. */
+    if (t->nfc) {
+        if ((rc = inf__unicode_normalize(&normalized, &len, text, len, true, err)) != 0)
+            goto done;
+        text = normalized;
+    }
     /* added tokens cut the text into segments encoded on their own */
     size_t seg = 0;
     for (size_t at = 0; at < len && t->n_added;) {
@@ -279,6 +243,7 @@ int inf_tokenizer_encode(int **ids, size_t *n_ids, const inf_tokenizer *t, const
     out = NULL;
 done:
     free(out);
+    free(normalized);
     return rc;
 }
 

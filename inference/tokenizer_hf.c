@@ -17,11 +17,10 @@
  *
  * added_tokens: special ones become control tokens (matched in text only
  * with INF_TOK_SPECIAL, decoded as ""); the others always match and decode
- * as their text. normalizer NFC is accepted, but this code does not
- * implement NFC: encode refuses text with a code point that NFC could change
- * (combining marks, Hangul jamo, singletons; see nfc_safe), with an error
- * that says so, rather than tokenizing it differently from HF. Any other
- * normalizer, pre-tokenizer or model type is refused when loading, by name.
+ * as their text. normalizer NFC (alone, or in a Sequence with the
+ * SentencePiece pair) makes encode normalize text to NFC first
+ * (unicode_nfc.c). Any other normalizer, pre-tokenizer or model type is
+ * refused when loading, by name.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -108,6 +107,42 @@ static bool is_spm_normalizer(const json_t *n)
     return !strcmp(type_of(a), "Prepend") && pre && !strcmp(pre, "\xe2\x96\x81") &&
            !strcmp(type_of(b), "Replace") && pat && !strcmp(pat, " ") && con &&
            !strcmp(con, "\xe2\x96\x81");
+}
+
+/*
+ * Reads a normalizer: NFC, SentencePiece's pair, or a Sequence of NFC and
+ * that pair (NFC commutes with Prepend/Replace "▁": neither U+0020 nor U+2581
+ * is part of a canonical composition). Returns false for anything else.
+ */
+static bool read_normalizer(bool *spm, bool *nfc, const json_t *n)
+{
+    *spm = *nfc = false;
+    if (!strcmp(type_of(n), "NFC"))
+        return *nfc = true;
+    if (is_spm_normalizer(n))
+        return *spm = true;
+    json_t *seq = json_object_get(n, "normalizers");
+    if (strcmp(type_of(n), "Sequence") || !json_is_array(seq))
+        return false;
+    /* the Sequence without its NFC entries must be empty or the SPM pair */
+    json_t *rest = json_array();
+    size_t i;
+    json_t *item;
+    bool ok = rest != NULL;
+    json_array_foreach(seq, i, item) {
+        if (!ok)
+            break;
+        if (!strcmp(type_of(item), "NFC"))
+            *nfc = true;
+        else
+            ok = json_array_append(rest, item) == 0;
+    }
+    json_t *pair = ok ? json_pack("{s:s, s:O}", "type", "Sequence", "normalizers", rest) : NULL;
+    if (ok && json_array_size(rest) > 0)
+        ok = pair && (*spm = is_spm_normalizer(pair));
+    json_decref(pair);
+    json_decref(rest);
+    return ok && *nfc;
 }
 
 /* Metaspace "▁" that prepends and does not split. */
@@ -251,20 +286,15 @@ int inf_tokenizer_load_hf(inf_tokenizer **out, const char *path, inf_error *err)
                                                                                 "pre_tokenizer");
     bool spm = false, nfc = false;
     inf__pre_kind kind = INF__PRE_GPT2;
-    if (norm && !json_is_null(norm)) {
-        if (!strcmp(type_of(norm), "NFC"))
-            nfc = true;
-        else if (is_spm_normalizer(norm))
-            spm = true;
-        else {
-            rc = inf__fail(err, INF_EINVALID, "%s: normalizer '%s' is not supported (NFC, or "
-                                              "SentencePiece's Prepend + Replace)",
-                           file, type_of(norm));
-            goto done;
-        }
+    if (norm && !json_is_null(norm) && !read_normalizer(&spm, &nfc, norm)) {
+        rc = inf__fail(err, INF_EINVALID, "%s: normalizer '%s' is not supported (NFC, "
+                                          "SentencePiece's Prepend + Replace, or a Sequence "
+                                          "of them)",
+                       file, type_of(norm));
+        goto done;
     }
     if (pre && !json_is_null(pre)) {
-        if (is_metaspace(pre) && !nfc) {
+        if (is_metaspace(pre) && !spm) {
             spm = true;
         } else if (spm) {
             rc = inf__fail(err, INF_EINVALID, "%s: pre_tokenizer '%s' with a SentencePiece "
@@ -608,11 +638,13 @@ int inf_tokenizer_save_hf(const inf_tokenizer *t, const char *dir, inf_error *er
     json_object_set_new(root, "model", model);
     json_object_set(root, "added_tokens", added);
     if (t->kind == INF__TOK_SPM) {
+        json_t *norms = json_pack("[{s:s, s:s}, {s:s, s:{s:s}, s:s}]", "type", "Prepend",
+                                  "prepend", "\xe2\x96\x81", "type", "Replace", "pattern",
+                                  "String", " ", "content", "\xe2\x96\x81");
+        if (norms && t->nfc)
+            json_array_insert_new(norms, 0, json_pack("{s:s}", "type", "NFC"));
         json_object_set_new(root, "normalizer",
-                            json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type",
-                                      "Sequence", "normalizers", "type", "Prepend", "prepend",
-                                      "\xe2\x96\x81", "type", "Replace", "pattern", "String", " ",
-                                      "content", "\xe2\x96\x81"));
+                            json_pack("{s:s, s:o}", "type", "Sequence", "normalizers", norms));
         json_object_set_new(root, "pre_tokenizer", json_null());
     } else {
         const char *re = t->pre == INF__PRE_LLAMA3  ? RE_LLAMA3

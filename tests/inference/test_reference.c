@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "inference/inference.h"
+#include "inference/inference_int.h"
 
 #define MAX_T 24
 
@@ -108,7 +109,10 @@ static void build_flavor(tiny *t, int flavor, inf_dtype dtype, inf_dtype vec_dty
     t->rng = qwen ? 7 : 3;
     inf_config *c = &t->c;
     c->dim = 32;
-    c->hidden_dim = qwen ? 48 : 64;    /* llama: rows Q8_0 can hold (multiples of 32) */
+    /* llama: rows Q8_0 can hold (multiples of 32); qwen: 56 = 3*16 + 8, so
+     * w2's rows end in the fused rule's last half block (a masked tail in the
+     * AVX-512 kernels) */
+    c->hidden_dim = qwen ? 56 : 64;
     c->n_layers = 2;
     c->n_heads = 4;
     c->n_kv_heads = 2;
@@ -437,6 +441,53 @@ static void test_inference_reference__dtype_batch_identical(void **state)
     }
 }
 
+/* The AVX-512, AVX/FMA and plain C kernels give the same bits: a group of 13
+ * (4 x 6 tiles and their remainders) and a single stream generate identical
+ * tokens and logprobs with each set of CPU features switched off, for every
+ * dtype (on a CPU without a path, the runs simply share one). */
+static void test_inference_reference__cpu_paths_identical(void **state)
+{
+    static const inf_dtype types[] = {INF_DTYPE_F32, INF_DTYPE_BF16, INF_DTYPE_F16,
+                                      INF_DTYPE_Q8_0};
+    static const int disabled[] = {INF__CPU_AVX512, INF__CPU_FMA | INF__CPU_AVX512,
+                                   INF__CPU_AVX | INF__CPU_FMA | INF__CPU_AVX512};
+    for (size_t i = 0; i < 4; i++) {
+        tiny t;
+        build(&t, types[i] != INF_DTYPE_Q8_0, types[i]);
+        inf_model *m;
+        assert_int_equal(inf_model_create(&m, &t.c, &t.w, NULL), 0);
+        int prompt[3] = {5, 9, 13};
+        for (int n = 1; n <= 13; n += 12) {
+            inf_gen_options o = INF_GEN_OPTIONS_INIT;
+            o.n_samples = n;
+            o.max_tokens = 12;
+            o.seed = 7;
+            o.ignore_eos = true;
+            inf_result all, other;
+            inf_error err = {0};
+            inf__cpu_disabled = 0;
+            assert_int_equal(inf_generate(&all, m, NULL, prompt, 3, &o, &err), 0);
+            for (size_t k = 0; k < sizeof disabled / sizeof disabled[0]; k++) {
+                inf__cpu_disabled = disabled[k];
+                int rc = inf_generate(&other, m, NULL, prompt, 3, &o, &err);
+                inf__cpu_disabled = 0;
+                assert_int_equal(rc, 0);
+                for (int j = 0; j < n; j++) {
+                    assert_int_equal(other.samples[j].n_tokens, all.samples[j].n_tokens);
+                    assert_memory_equal(other.samples[j].tokens, all.samples[j].tokens,
+                                        all.samples[j].n_tokens * sizeof(int));
+                    assert_memory_equal(other.samples[j].logprobs, all.samples[j].logprobs,
+                                        all.samples[j].n_tokens * sizeof(float));
+                }
+                inf_result_free(&other);
+            }
+            inf_result_free(&all);
+        }
+        inf_model_free(m);
+        tiny_free(&t);
+    }
+}
+
 /* Removes the flat directory `dir` and its files. */
 static void rm_dir(const char *dir)
 {
@@ -676,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_inference_reference__bad_configs),
         cmocka_unit_test(test_inference_reference__dtypes),
         cmocka_unit_test(test_inference_reference__dtype_batch_identical),
+        cmocka_unit_test(test_inference_reference__cpu_paths_identical),
         cmocka_unit_test(test_inference_reference__dtype_conversions),
         cmocka_unit_test(test_inference_reference__hf_roundtrip),
         cmocka_unit_test(test_inference_reference__gguf_roundtrip),
