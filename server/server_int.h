@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "inference/inference.h"
 #include "lua/lenv.h"
 #include "server/server.h"
 
@@ -346,5 +347,70 @@ char *srv__metrics_render(size_t *len, srv__metrics *m, size_t episodes_open, lo
 
 /* Monotonic nanoseconds. */
 uint64_t srv__now_ns(void);
+
+
+/* ---- sampler.c: generation for rollouts ------------------------------------------
+ *
+ * Shared by `envsrv eval`, `envsrv rollout` and the server's generation
+ * routes, so that a group is generated, scored and written one way.
+ */
+typedef struct srv__sampler srv__sampler;
+
+/* Results of generation besides 0. */
+#define SRV__GEN_EINVALID (-1)  /* bad input: the prompt cannot be encoded, bad options */
+#define SRV__GEN_ETOOLONG (-2)  /* the prompt leaves no room in the model's context */
+#define SRV__GEN_EENV     (-3)  /* the environment failed (unknown item, Lua error): see lenv_error */
+#define SRV__GEN_ENOMEM   (-4)
+#define SRV__GEN_EREMOTE  (-5)  /* an external server failed or answered garbage */
+
+/* The built-in engine over `b` (borrowed; it must outlive the sampler) with
+ * n_threads threads per generation. Generations are serialised by a mutex,
+ * so one sampler may be shared by every HTTP worker. 0, or -1 with errbuf. */
+int srv__sampler_local(srv__sampler **out, const inf_bundle *b, int n_threads, char *err, size_t errlen);
+void srv__sampler_free(srv__sampler *s);
+
+/* The bundle of a local sampler (borrowed), NULL for a remote one. */
+const inf_bundle *srv__sampler_bundle(const srv__sampler *s);
+
+/* A prompt's completions. Everything is owned; free with srv__completions_free. */
+typedef struct srv__completions {
+    inf_result res;             /* the samples; tokens empty when !tokens_known */
+    int *prompt;                /* (n_prompt,) prompt ids; NULL when !tokens_known */
+    size_t n_prompt;
+    int tokens_known;           /* 0: a remote server gave text and logprobs only */
+} srv__completions;
+
+void srv__completions_free(srv__completions *c);
+
+/* Generates opts->n_samples completions of the prompt `messages` (a JSON
+ * array of {role, content}, borrowed). Returns 0 or a SRV__GEN_* code with
+ * a one-line message in err; *out is empty on failure. */
+int srv__sampler_generate(srv__completions *out, srv__sampler *s, const json_t *messages,
+                          const inf_gen_options *opts, char *err, size_t errlen);
+
+/* A JSON messages array as inf_chat_messages whose strings are borrowed from
+ * `messages` (a missing role is "user", missing content ""). *out is a new
+ * array the caller free()s. 0, or -1 when out of memory. */
+int srv__messages_from_json(inf_chat_message **out, size_t *n, const json_t *messages);
+
+/* What one group came to, for eval's summary. */
+typedef struct srv__group_stats {
+    size_t n;                   /* completions scored */
+    size_t new_tokens;
+    double reward_sum, reward_best;
+    int prompt_too_long;        /* the failure was SRV__GEN_ETOOLONG */
+} srv__group_stats;
+
+/*
+ * Generates, scores and packs one group for item `item_id` of `env`: *out is
+ * a new object in the trajectory format (env, env_version, item_id, tokens,
+ * masks with -100 on prompt positions, scores, inference_logprobs,
+ * completions, finish_reasons, generation_params, model_sha256) that POST
+ * /scored_data accepts as it is. Returns 0 or a SRV__GEN_* code with a
+ * message in err (and lerr filled for SRV__GEN_EENV).
+ */
+int srv__rollout_group(json_t **out, srv__group_stats *st, srv__sampler *s, lenv_env *env,
+                       const char *item_id, const inf_gen_options *opts, lenv_error *lerr, char *err,
+                       size_t errlen);
 
 #endif
