@@ -100,12 +100,7 @@ static int local_generate(srv__completions *out, srv__sampler *s, const json_t *
         rc = SRV__GEN_ETOOLONG;
         goto done;
     }
-    inf_gen_options o = *opts;
-    o.n_threads = s->n_threads;
-    pthread_mutex_lock(&s->lock);
-    int grc = inf_generate(&out->res, inf_bundle_model(s->bundle), inf_bundle_tokenizer(s->bundle),
-                           out->prompt, out->n_prompt, &o, &ierr);
-    pthread_mutex_unlock(&s->lock);
+    int grc = srv__sampler_generate_ids(&out->res, s, out->prompt, out->n_prompt, opts, &ierr);
     if (grc != 0) {
         snprintf(err, errlen, "generation failed: %s", ierr.message);
         rc = grc == INF_ENOMEM ? SRV__GEN_ENOMEM : SRV__GEN_EINVALID;
@@ -124,6 +119,17 @@ int srv__sampler_generate(srv__completions *out, srv__sampler *s, const json_t *
     int rc = local_generate(out, s, messages, opts, err, errlen);
     if (rc != 0)
         srv__completions_free(out);
+    return rc;
+}
+
+int srv__sampler_generate_ids(inf_result *res, srv__sampler *s, const int *ids, size_t n,
+                              const inf_gen_options *opts, inf_error *err)
+{
+    inf_gen_options o = *opts;
+    o.n_threads = s->n_threads;
+    pthread_mutex_lock(&s->lock);
+    int rc = inf_generate(res, inf_bundle_model(s->bundle), inf_bundle_tokenizer(s->bundle), ids, n, &o, err);
+    pthread_mutex_unlock(&s->lock);
     return rc;
 }
 

@@ -29,6 +29,7 @@
 typedef struct srv__metrics srv__metrics;
 typedef struct srv__pool srv__pool;
 typedef struct srv__buffer srv__buffer;
+typedef struct srv__sampler srv__sampler;
 
 /* The server object. Everything here is set at start and read-only while the
  * daemon runs, except what is atomic or behind the store's own lock. */
@@ -49,6 +50,10 @@ struct srv_server {
     srv__pool *pool;            /* owned: runs the SRV__ROUTE_POOL routes */
     srv_sandbox_options sandbox; /* copied from srv_options, limits defaulted */
     srv__buffer *buffer;        /* owned: the trajectory buffer (buffer.c) */
+    srv__sampler *sampler;      /* owned; NULL without --model */
+    srv__pool *gen_pool;        /* owned: one worker running the SRV__ROUTE_GEN routes */
+    char *model_name;           /* owned */
+    long long started;          /* Unix time of srv_start, for /v1/models */
 };
 
 /* One HTTP request as the handlers see it. Created by http.c on the first
@@ -104,6 +109,9 @@ typedef void (*srv__handler)(srv__response *resp, srv__request *req);
  * (lenv_is_long_running: it runs code), inline otherwise, so fast envs keep
  * the short path. */
 #define SRV__ROUTE_POOL_IF_LONG 2
+/* SRV__ROUTE_GEN: generation, on the server's one generation worker (the
+ * model runs one request at a time; a full queue is a 503). */
+#define SRV__ROUTE_GEN 4
 
 typedef struct srv__route {
     const char *method;
@@ -173,6 +181,27 @@ void srv__api_episode_step(srv__response *resp, srv__request *req);
 void srv__api_metrics(srv__response *resp, srv__request *req);
 void srv__api_sandbox_info(srv__response *resp, srv__request *req);
 void srv__api_sandbox_run(srv__response *resp, srv__request *req);
+void srv__api_rollouts(srv__response *resp, srv__request *req);
+void srv__api_completions(srv__response *resp, srv__request *req);
+void srv__api_chat_completions(srv__response *resp, srv__request *req);
+void srv__api_models(srv__response *resp, srv__request *req);
+
+/* Sampling parameters of a generation request: options plus storage for the
+ * stop strings (borrowed from the request body). */
+typedef struct srv__gen_params {
+    inf_gen_options opts;
+    const char *stops[INF_MAX_STOPS];
+} srv__gen_params;
+
+/*
+ * Reads temperature, top_p, top_k, min_p, seed, stop (a string or an array
+ * of strings), the sample count `n_key` (1..SRV_GEN_MAX_SAMPLES; NULL: none)
+ * and the token budget `max_key` (1..max_tokens_cap) from `body` over the
+ * defaults already in p->opts. Returns 0, or -1 with *param naming the field
+ * at fault and a one-line message in msg. (api_generate.c)
+ */
+int srv__parse_gen_params(srv__gen_params *p, const json_t *body, const char *n_key, const char *max_key,
+                          int max_tokens_cap, const char **param, char *msg, size_t msglen);
 
 /* ---- workers.c: the worker pool -------------------------------------------------- */
 
@@ -354,7 +383,6 @@ uint64_t srv__now_ns(void);
  * Shared by `envsrv eval`, `envsrv rollout` and the server's generation
  * routes, so that a group is generated, scored and written one way.
  */
-typedef struct srv__sampler srv__sampler;
 
 /* Results of generation besides 0. */
 #define SRV__GEN_EINVALID (-1)  /* bad input: the prompt cannot be encoded, bad options */
@@ -371,6 +399,11 @@ void srv__sampler_free(srv__sampler *s);
 
 /* The bundle of a local sampler (borrowed), NULL for a remote one. */
 const inf_bundle *srv__sampler_bundle(const srv__sampler *s);
+
+/* inf_generate on the local sampler's model, under its lock and with its
+ * thread count (opts->n_threads is replaced). Returns as inf_generate. */
+int srv__sampler_generate_ids(inf_result *res, srv__sampler *s, const int *ids, size_t n,
+                              const inf_gen_options *opts, inf_error *err);
 
 /* A prompt's completions. Everything is owned; free with srv__completions_free. */
 typedef struct srv__completions {
