@@ -233,16 +233,15 @@ static int gguf_template(inf_chat_template *out, bool *found, const char *path, 
     return rc;
 }
 
-/* --chat-template FILE: "plain", a tokenizer_config.json, or Jinja text. */
-static int load_template_file(inf_bundle *b, const char *path, inf_error *err)
+int inf_chat_template_load_any(inf_chat_template *tpl, bool *has_template, const char *path, inf_error *err)
 {
-    if (!strcmp(path, "plain")) {
-        b->has_template = false;
+    *has_template = false;
+    memset(tpl, 0, sizeof *tpl);
+    if (!strcmp(path, "plain"))
         return 0;
-    }
     if (ends_with(path, ".json")) {
-        int rc = inf_chat_template_load(&b->tpl, path, err);
-        b->has_template = rc == 0;
+        int rc = inf_chat_template_load(tpl, path, err);
+        *has_template = rc == 0;
         return rc;
     }
     FILE *f = fopen(path, "rb");
@@ -259,11 +258,11 @@ static int load_template_file(inf_bundle *b, const char *path, inf_error *err)
                        BUNDLE_MAX_TEMPLATE);
     else {
         text[n] = '\0';
-        if (inf_chat_template_from_string(&b->tpl, text, err) != 0)
+        if (inf_chat_template_from_string(tpl, text, err) != 0)
             rc = inf__fail(err, INF_EINVALID, "chat template '%s' is neither ChatML nor Llama-3, the "
                                               "templates envsrv renders; %s", path, HOW_TO);
         else
-            b->has_template = true;
+            *has_template = true;
     }
     free(text);
     return rc;
@@ -332,7 +331,7 @@ int inf_bundle_load(inf_bundle **out, const char *model_path, const char *tokeni
         rc = inf__fail(err, INF_EINVALID, "the tokenizer has %d tokens but the model only %d",
                        inf_tokenizer_vocab_size(b->tok), inf_model_config(b->model)->vocab_size);
     if (!rc)
-        rc = chat_template_path ? load_template_file(b, chat_template_path, err)
+        rc = chat_template_path ? inf_chat_template_load_any(&b->tpl, &b->has_template, chat_template_path, err)
                                 : auto_template(b, model_path, err);
 done:
     if (rc)

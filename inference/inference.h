@@ -511,6 +511,11 @@ const char *inf_bundle_sha256(const inf_bundle *b);
 const char *inf_bundle_format_name(const inf_bundle *b);
 const char *inf_bundle_template_name(const inf_bundle *b);
 
+/* A --chat-template argument: "plain" (*has_template false), a
+ * tokenizer_config.json, or a Jinja template text file, recognised as ChatML
+ * or Llama 3 (anything else is INF_EINVALID saying how to pass one). */
+int inf_chat_template_load_any(inf_chat_template *tpl, bool *has_template, const char *path, inf_error *err);
+
 /* The plain convention for models without a chat template: one line
  * "role: content" per message, then "assistant:". *text is a new
  * NUL-terminated string of *len bytes the caller free()s. */

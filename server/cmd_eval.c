@@ -42,6 +42,14 @@ static const char eval_usage[] =
     "                        tokenizer.bin beside a llama2.c checkpoint)\n"
     "  --chat-template FILE  a ChatML or Llama-3 Jinja template, a tokenizer_config.json, or\n"
     "                        'plain' (default: the model's own; plain when it has none)\n"
+    "  --backend NAME        local (default: the built-in engine) or openai: an external\n"
+    "                        OpenAI-compatible server's /v1/completions\n"
+    "  --base-url URL        openai: the server, e.g. http://127.0.0.1:8001/v1\n"
+    "  --api-key KEY         openai: bearer token (default $OPENAI_API_KEY)\n"
+    "  --model-name NAME     openai: the request's \"model\"\n"
+    "  --timeout SECONDS     openai: per request (default 600)\n"
+    "                        (with openai, --model is optional: a local copy of the served\n"
+    "                        model's files gives its chat template, tokenizer and token ids)\n"
     "  --max-tokens N        new tokens per sample (default 256)\n"
     "  --temperature T       default 0 (greedy) for 1 sample, 1.0 for more\n"
     "  --seed S              item choice and sampling seed (default 0)\n"
@@ -51,6 +59,9 @@ static const char eval_usage[] =
 
 typedef struct eval_args {
     const char *env, *data, *split, *model, *tokenizer, *chat_template, *report;
+    const char *base_url, *api_key, *model_name;   /* --backend openai */
+    int openai;
+    double timeout_s;
     size_t limit;
     double min_score;
     int has_min_score, temperature_set;
@@ -93,6 +104,18 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         else if (strcmp(opt, "--model") == 0) a->model = v;
         else if (strcmp(opt, "--tokenizer") == 0) a->tokenizer = v;
         else if (strcmp(opt, "--chat-template") == 0) a->chat_template = v;
+        else if (strcmp(opt, "--base-url") == 0) a->base_url = v;
+        else if (strcmp(opt, "--api-key") == 0) a->api_key = v;
+        else if (strcmp(opt, "--model-name") == 0) a->model_name = v;
+        else if (strcmp(opt, "--backend") == 0) {
+            if (strcmp(v, "local") != 0 && strcmp(v, "openai") != 0) {
+                fprintf(stderr, "envsrv eval: --backend: '%s' is not local or openai\n", v);
+                return -1;
+            }
+            a->openai = strcmp(v, "openai") == 0;
+        } else if (strcmp(opt, "--timeout") == 0) {
+            if (eval_num(&a->timeout_s, opt, v, 0.001, 86400) != 0) return -1;
+        }
         else if (strcmp(opt, "--report") == 0) a->report = v;
         else if (strcmp(opt, "--limit") == 0) {
             if (eval_num(&d, opt, v, 1, LENV_MAX_SAMPLE) != 0) return -1;
@@ -121,9 +144,21 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
             return -1;
         }
     }
-    if (!a->env || !a->model) {
-        fprintf(stderr, "envsrv eval: --env and --model are required\n%s", eval_usage);
+    if (!a->env || (!a->model && !a->openai)) {
+        fprintf(stderr, "envsrv eval: --env and --model (or --backend openai) are required\n%s", eval_usage);
         return -1;
+    }
+    if (a->openai != (a->base_url != NULL)) {
+        fprintf(stderr, "envsrv eval: --base-url goes with --backend openai, and it needs one\n");
+        return -1;
+    }
+    if (!a->openai && (a->api_key || a->model_name || a->timeout_s > 0)) {
+        fprintf(stderr, "envsrv eval: --api-key, --model-name and --timeout are for --backend openai\n");
+        return -1;
+    }
+    if (a->openai && !a->api_key) {
+        const char *k = getenv("OPENAI_API_KEY");
+        a->api_key = k && k[0] ? k : NULL;
     }
     if (!a->temperature_set)
         a->opts.temperature = a->opts.n_samples > 1 ? 1.0f : 0.0f;
@@ -147,14 +182,26 @@ static int open_eval_env(lenv_env **env, const eval_args *a, const char *cmd)
     return 0;
 }
 
-/* Loads the model of `a` and a sampler over it. 0, or -1 with the reason on stderr. */
+/* Loads the model of `a` (optional with --backend openai) and a sampler:
+ * the built-in engine or the OpenAI client. 0, or -1 with the reason on stderr. */
 static int open_eval_sampler(inf_bundle **bundle, srv__sampler **sampler, const eval_args *a, const char *cmd)
 {
     inf_error ierr = { 0 };
-    char err[256];
-    if (inf_bundle_load(bundle, a->model, a->tokenizer, a->chat_template, &ierr) != 0) {
+    char err[512];
+    if (a->model && inf_bundle_load(bundle, a->model, a->tokenizer, a->chat_template, &ierr) != 0) {
         fprintf(stderr, "envsrv %s: %s\n", cmd, ierr.message);
         return -1;
+    }
+    if (a->openai) {
+        srv__remote_options ro = { a->base_url, a->api_key, a->model_name, (long)(a->timeout_s * 1000),
+                                   *bundle, a->model ? NULL : a->chat_template };
+        srv__remote *remote = NULL;
+        if (srv__remote_new(&remote, &ro, err, sizeof err) != 0 ||
+            srv__sampler_remote(sampler, remote, err, sizeof err) != 0) {
+            fprintf(stderr, "envsrv %s: %s\n", cmd, err);
+            return -1;
+        }
+        return 0;
     }
     if (srv__sampler_local(sampler, *bundle, a->opts.n_threads, err, sizeof err) != 0) {
         fprintf(stderr, "envsrv %s: %s\n", cmd, err);
@@ -180,6 +227,21 @@ static size_t split_size(const lenv_env *env, const char *split)
     }
     json_decref(desc);
     return n;
+}
+
+/* What produced the completions, for the report: the model's path, format,
+ * hash and template, and for --backend openai the server and model name. */
+static json_t *model_json(const eval_args *a, const inf_bundle *b)
+{
+    json_t *m = b ? json_pack("{s:s, s:s, s:s, s:s}", "path", a->model, "sha256", inf_bundle_sha256(b), "format",
+                              inf_bundle_format_name(b), "chat_template", inf_bundle_template_name(b))
+                  : json_object();
+    if (m && a->openai)
+        json_object_update_new(m, json_pack("{s:s, s:s, s:s?}", "backend", "openai", "base_url", a->base_url,
+                                            "name", a->model_name));
+    else if (m)
+        json_object_set_new(m, "backend", json_string("local"));
+    return m;
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -269,13 +331,11 @@ int srv_cmd_eval(int argc, char **argv)
         fputc('\n', stderr);
     double mean = n_items ? sum / (double)n_items : 0;
     double tps = secs > 0 ? (double)new_tokens / secs : 0.0;
-    report = json_pack("{s:s, s:s, s:s, s:s?, s:{s:s, s:s, s:s, s:s}, s:{s:i, s:i, s:f, s:f, s:i, s:f, s:I}, "
+    report = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:{s:i, s:i, s:f, s:f, s:i, s:f, s:I}, "
                        "s:I, s:f, s:f, s:f, s:I, s:f, s:f, s:o}",
                        "env", lenv_name(env), "env_version", lenv_version(env),
                        "dataset_hash", lenv_dataset_hash(env), "split", a.split,
-                       "model", "path", a.model, "sha256", inf_bundle_sha256(bundle),
-                       "format", inf_bundle_format_name(bundle), "chat_template",
-                       inf_bundle_template_name(bundle),
+                       "model", model_json(&a, bundle),
                        "sampler", "samples", a.opts.n_samples, "max_tokens", a.opts.max_tokens,
                        "temperature", (double)a.opts.temperature, "top_p", (double)a.opts.top_p,
                        "top_k", a.opts.top_k, "min_p", (double)a.opts.min_p, "seed", (json_int_t)a.opts.seed,
@@ -288,9 +348,13 @@ int srv_cmd_eval(int argc, char **argv)
         fprintf(stderr, "envsrv eval: out of memory\n");
         goto done;
     }
-    printf("env %s (version %s), model %s (%s, sha256 %.16s, chat template %s)\n", lenv_name(env),
-           lenv_version(env), a.model, inf_bundle_format_name(bundle), inf_bundle_sha256(bundle),
-           inf_bundle_template_name(bundle));
+    if (a.openai)
+        printf("env %s (version %s), model %s at %s\n", lenv_name(env), lenv_version(env),
+               a.model_name ? a.model_name : "(unnamed)", a.base_url);
+    else
+        printf("env %s (version %s), model %s (%s, sha256 %.16s, chat template %s)\n", lenv_name(env),
+               lenv_version(env), a.model, inf_bundle_format_name(bundle), inf_bundle_sha256(bundle),
+               inf_bundle_template_name(bundle));
     printf("items %zu, samples %d: mean reward %.4f, pass@1 %.4f, pass@%d %.4f, %zu tokens in %.1f s "
            "(%.0f tokens/s)\n", n_items, a.opts.n_samples, mean, mean, a.opts.n_samples,
            n_items ? passk / (double)n_items : 0, new_tokens, secs, tps);
@@ -322,8 +386,8 @@ static const char rollout_usage[] =
     "trajectory format of POST /scored_data: tokens, masks (-100 on prompt\n"
     "positions), scores, inference_logprobs, plus the item id, completions, finish\n"
     "reasons and what produced them. Options as for `envsrv eval` (--data, --split,\n"
-    "--tokenizer, --chat-template, --max-tokens, --temperature (default 1.0), --seed,\n"
-    "--threads).\n";
+    "--tokenizer, --chat-template, --backend openai --base-url URL, --max-tokens,\n"
+    "--temperature (default 1.0), --seed, --threads).\n";
 
 int srv_cmd_rollout(int argc, char **argv)
 {
@@ -414,8 +478,9 @@ int srv_cmd_rollout(int argc, char **argv)
         goto done;
     }
     out = NULL;
-    printf("wrote %zu groups of %d to %s (env %s version %s, model sha256 %.16s)\n", written, group_size,
-           outpath, lenv_name(env), lenv_version(env), inf_bundle_sha256(bundle));
+    printf("wrote %zu groups of %d to %s (env %s version %s, model %s%.*s)\n", written, group_size, outpath,
+           lenv_name(env), lenv_version(env), a.openai ? "at " : "sha256 ", a.openai ? (int)strlen(a.base_url) : 16,
+           a.openai ? a.base_url : inf_bundle_sha256(bundle));
     status = 0;
 done:
     if (out)

@@ -1,7 +1,8 @@
 /*
  * Generation for rollouts, shared by `envsrv eval`, `envsrv rollout` and
  * POST /v1/envs/{env}/rollouts: a sampler turns an item's prompt messages
- * into a group of completions (the built-in engine over a loaded bundle), and
+ * into a group of completions (the built-in engine over a loaded bundle, or
+ * an external OpenAI-compatible server, openai_client.c), and
  * srv__rollout_group scores them with the environment and builds the group
  * in the trajectory format (docs/trajectory.md).
  */
@@ -16,6 +17,7 @@ struct srv__sampler {
     const inf_bundle *bundle;       /* borrowed; NULL for a remote sampler */
     int n_threads;
     pthread_mutex_t lock;           /* one generation at a time on the local model */
+    srv__remote *remote;            /* owned; NULL for the local engine */
 };
 
 int srv__sampler_local(srv__sampler **out, const inf_bundle *b, int n_threads, char *err, size_t errlen)
@@ -32,10 +34,26 @@ int srv__sampler_local(srv__sampler **out, const inf_bundle *b, int n_threads, c
     return 0;
 }
 
+int srv__sampler_remote(srv__sampler **out, srv__remote *remote, char *err, size_t errlen)
+{
+    srv__sampler *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        srv__remote_free(remote);
+        return -1;
+    }
+    s->remote = remote;
+    s->n_threads = 1;
+    pthread_mutex_init(&s->lock, NULL);
+    *out = s;
+    return 0;
+}
+
 void srv__sampler_free(srv__sampler *s)
 {
     if (!s)
         return;
+    srv__remote_free(s->remote);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -116,7 +134,8 @@ int srv__sampler_generate(srv__completions *out, srv__sampler *s, const json_t *
                           const inf_gen_options *opts, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    int rc = local_generate(out, s, messages, opts, err, errlen);
+    int rc = s->remote ? srv__remote_generate(out, s->remote, messages, opts, err, errlen)
+                       : local_generate(out, s, messages, opts, err, errlen);
     if (rc != 0)
         srv__completions_free(out);
     return rc;

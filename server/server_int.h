@@ -397,14 +397,6 @@ uint64_t srv__now_ns(void);
 int srv__sampler_local(srv__sampler **out, const inf_bundle *b, int n_threads, char *err, size_t errlen);
 void srv__sampler_free(srv__sampler *s);
 
-/* The bundle of a local sampler (borrowed), NULL for a remote one. */
-const inf_bundle *srv__sampler_bundle(const srv__sampler *s);
-
-/* inf_generate on the local sampler's model, under its lock and with its
- * thread count (opts->n_threads is replaced). Returns as inf_generate. */
-int srv__sampler_generate_ids(inf_result *res, srv__sampler *s, const int *ids, size_t n,
-                              const inf_gen_options *opts, inf_error *err);
-
 /* A prompt's completions. Everything is owned; free with srv__completions_free. */
 typedef struct srv__completions {
     inf_result res;             /* the samples; tokens empty when !tokens_known */
@@ -414,6 +406,44 @@ typedef struct srv__completions {
 } srv__completions;
 
 void srv__completions_free(srv__completions *c);
+
+/* ---- openai_client.c: an external OpenAI-compatible server ---------------------- */
+typedef struct srv__remote srv__remote;
+
+typedef struct srv__remote_options {
+    const char *base_url;       /* "http://host:port" or ".../v1" */
+    const char *api_key;        /* NULL or "": no Authorization header */
+    const char *model_name;     /* the request's "model"; NULL leaves it out */
+    long timeout_ms;            /* per request; 0 means 600 s */
+    /* A local copy of the served model's files (borrowed, may be NULL): its
+     * chat template renders prompts and its tokenizer gives prompt ids, and
+     * token ids are asked for, so groups carry tokens. */
+    const inf_bundle *bundle;
+    const char *chat_template;  /* without a bundle: as inf_chat_template_load_any; NULL: plain */
+} srv__remote_options;
+
+/* 0 with *out new (free with srv__remote_free), or -1 with err. */
+int srv__remote_new(srv__remote **out, const srv__remote_options *o, char *err, size_t errlen);
+void srv__remote_free(srv__remote *r);
+
+/* The completions URL requests go to. Borrowed from r. */
+const char *srv__remote_url(const srv__remote *r);
+
+/* As srv__sampler_generate, over POST /v1/completions. */
+int srv__remote_generate(srv__completions *out, srv__remote *r, const json_t *messages,
+                         const inf_gen_options *opts, char *err, size_t errlen);
+
+/* A sampler over `remote`, whose ownership it takes in every case. */
+int srv__sampler_remote(srv__sampler **out, srv__remote *remote, char *err, size_t errlen);
+
+/* The bundle of a local sampler (borrowed), NULL for a remote one. */
+const inf_bundle *srv__sampler_bundle(const srv__sampler *s);
+
+/* inf_generate on the local sampler's model, under its lock and with its
+ * thread count (opts->n_threads is replaced). Returns as inf_generate. */
+int srv__sampler_generate_ids(inf_result *res, srv__sampler *s, const int *ids, size_t n,
+                              const inf_gen_options *opts, inf_error *err);
+
 
 /* Generates opts->n_samples completions of the prompt `messages` (a JSON
  * array of {role, content}, borrowed). Returns 0 or a SRV__GEN_* code with
