@@ -30,12 +30,14 @@ struct inf_bundle {
     inf_bundle_format format;
     bool has_template;          /* false: the plain "role: content" convention */
     inf_chat_template tpl;
+    inf_render_fn render;       /* the caller's template, overriding tpl; NULL when none */
+    void *render_payload;
     char sha256[65];
 };
 
 static const char HOW_TO[] =
-    "pass --chat-template FILE (a ChatML or Llama-3 Jinja template, or a tokenizer_config.json "
-    "holding one) or --chat-template plain";
+    "pass --chat-template FILE.lua (a Lua function(messages) -> string), a ChatML or Llama-3 "
+    "Jinja template file, or 'plain'";
 
 /* ---- hashing ------------------------------------------------------------ */
 
@@ -374,8 +376,16 @@ const char *inf_bundle_format_name(const inf_bundle *b)
     }
 }
 
+void inf_bundle_set_renderer(inf_bundle *b, inf_render_fn fn, void *payload)
+{
+    b->render = fn;
+    b->render_payload = payload;
+}
+
 const char *inf_bundle_template_name(const inf_bundle *b)
 {
+    if (b->render)
+        return "custom";
     if (!b->has_template)
         return "plain";
     return b->tpl.family == INF_CHAT_LLAMA3 ? "llama3" : "chatml";
@@ -405,6 +415,8 @@ int inf_render_plain(char **text, size_t *len, const inf_chat_message *msgs, siz
 int inf_bundle_render(char **text, size_t *len, const inf_bundle *b, const inf_chat_message *msgs,
                       size_t n, inf_error *err)
 {
+    if (b->render)
+        return b->render(text, len, msgs, n, b->render_payload, err);
     if (!b->has_template)
         return inf_render_plain(text, len, msgs, n, err);
     return inf_chat_render(text, len, &b->tpl, msgs, n, true, err);
@@ -421,7 +433,7 @@ int inf_bundle_encode_messages(int **ids, size_t *n_ids, const inf_bundle *b,
      * apply_chat_template does. The plain convention is ordinary text. */
     if (!rc)
         rc = inf_tokenizer_encode(ids, n_ids, b->tok, text, len,
-                                  b->has_template ? INF_TOK_SPECIAL : INF_TOK_BOS, err);
+                                  b->has_template || b->render ? INF_TOK_SPECIAL : INF_TOK_BOS, err);
     free(text);
     return rc;
 }

@@ -364,7 +364,7 @@ typedef struct inf_chat_message {
  * directory) and recognizes its family: "<|im_start|>" -> ChatML,
  * "<|start_header_id|>" -> Llama 3. Anything else (or no template) is
  * INF_EINVALID "unsupported chat template in tokenizer_config.json; pass
- * --chat-template FILE (a Lua function)".
+ * --chat-template FILE.lua (a Lua function(messages) -> string)".
  */
 int inf_chat_template_load(inf_chat_template *out, const char *path, inf_error *err);
 
@@ -535,5 +535,19 @@ int inf_bundle_encode_messages(int **ids, size_t *n_ids, const inf_bundle *b,
 /* Encodes a raw text prompt after BOS (when the vocabulary has one). */
 int inf_bundle_encode_text(int **ids, size_t *n_ids, const inf_bundle *b, const char *text, size_t len,
                            inf_error *err);
+
+
+/* A chat template the caller implements (envsrv: a Lua function, see
+ * lua/lenv.h): renders `n` messages followed by the open assistant turn.
+ * *text as for inf_render_plain. Must be safe to call from any thread. */
+typedef int (*inf_render_fn)(char **text, size_t *len, const inf_chat_message *msgs, size_t n, void *payload,
+                             inf_error *err);
+
+/* Makes `b` render prompts with fn(payload) instead of its template (the
+ * payload is borrowed and must outlive every render). The text is encoded
+ * as a template's: special tokens parsed (tokenizer.json vocabularies),
+ * nothing added, so a template that wants BOS writes its text ("<s>",
+ * "<|begin_of_text|>"). inf_bundle_template_name then says "custom". */
+void inf_bundle_set_renderer(inf_bundle *b, inf_render_fn fn, void *payload);
 
 #endif

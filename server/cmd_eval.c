@@ -40,8 +40,9 @@ static const char eval_usage[] =
     "  --model PATH          a HuggingFace folder, a .gguf file or a llama2.c checkpoint\n"
     "  --tokenizer PATH      tokenizer.json, .gguf or tokenizer.bin (default: the model's own;\n"
     "                        tokenizer.bin beside a llama2.c checkpoint)\n"
-    "  --chat-template FILE  a ChatML or Llama-3 Jinja template, a tokenizer_config.json, or\n"
-    "                        'plain' (default: the model's own; plain when it has none)\n"
+    "  --chat-template FILE  a ChatML or Llama-3 Jinja template, a tokenizer_config.json, a\n"
+    "                        .lua file returning function(messages) -> string, or 'plain'\n"
+    "                        (default: the model's own; plain when it has none)\n"
     "  --backend NAME        local (default: the built-in engine) or openai: an external\n"
     "                        OpenAI-compatible server's /v1/completions\n"
     "  --base-url URL        openai: the server, e.g. http://127.0.0.1:8001/v1\n"
@@ -184,17 +185,17 @@ static int open_eval_env(lenv_env **env, const eval_args *a, const char *cmd)
 
 /* Loads the model of `a` (optional with --backend openai) and a sampler:
  * the built-in engine or the OpenAI client. 0, or -1 with the reason on stderr. */
-static int open_eval_sampler(inf_bundle **bundle, srv__sampler **sampler, const eval_args *a, const char *cmd)
+static int open_eval_sampler(inf_bundle **bundle, lenv_chat_template **lua, srv__sampler **sampler,
+                             const eval_args *a, const char *cmd)
 {
-    inf_error ierr = { 0 };
     char err[512];
-    if (a->model && inf_bundle_load(bundle, a->model, a->tokenizer, a->chat_template, &ierr) != 0) {
-        fprintf(stderr, "envsrv %s: %s\n", cmd, ierr.message);
+    if (srv__model_load(bundle, lua, a->model, a->tokenizer, a->chat_template, err, sizeof err) != 0) {
+        fprintf(stderr, "envsrv %s: %s\n", cmd, err);
         return -1;
     }
     if (a->openai) {
-        srv__remote_options ro = { a->base_url, a->api_key, a->model_name, (long)(a->timeout_s * 1000),
-                                   *bundle, a->model ? NULL : a->chat_template };
+        srv__remote_options ro = { a->base_url, a->api_key, a->model_name, (long)(a->timeout_s * 1000), *bundle,
+                                   a->model || *lua ? NULL : a->chat_template, *lua ? srv__render_lua : NULL, *lua };
         srv__remote *remote = NULL;
         if (srv__remote_new(&remote, &ro, err, sizeof err) != 0 ||
             srv__sampler_remote(sampler, remote, err, sizeof err) != 0) {
@@ -236,6 +237,8 @@ static json_t *model_json(const eval_args *a, const inf_bundle *b)
     json_t *m = b ? json_pack("{s:s, s:s, s:s, s:s}", "path", a->model, "sha256", inf_bundle_sha256(b), "format",
                               inf_bundle_format_name(b), "chat_template", inf_bundle_template_name(b))
                   : json_object();
+    if (m && a->chat_template)
+        json_object_set_new(m, "chat_template_file", json_string(a->chat_template));
     if (m && a->openai)
         json_object_update_new(m, json_pack("{s:s, s:s, s:s?}", "backend", "openai", "base_url", a->base_url,
                                             "name", a->model_name));
@@ -273,11 +276,12 @@ int srv_cmd_eval(int argc, char **argv)
     int status = 1;
     lenv_env *env = NULL;
     inf_bundle *bundle = NULL;
+    lenv_chat_template *lua = NULL;
     srv__sampler *sampler = NULL;
     json_t *items = NULL, *results = json_array(), *report = NULL;
     lenv_error lerr = { 0 };
     int tty = isatty(STDERR_FILENO);
-    if (!results || open_eval_env(&env, &a, "eval") != 0 || open_eval_sampler(&bundle, &sampler, &a, "eval") != 0)
+    if (!results || open_eval_env(&env, &a, "eval") != 0 || open_eval_sampler(&bundle, &lua, &sampler, &a, "eval") != 0)
         goto done;
     /* K items of the split, by a seeded shuffle; fewer when the split is smaller. */
     size_t split_n = split_size(env, a.split);
@@ -373,6 +377,7 @@ done:
     json_decref(items);
     srv__sampler_free(sampler);
     inf_bundle_free(bundle);
+    lenv_chat_template_free(lua);
     lenv_free(env);
     return status;
 }
@@ -440,6 +445,7 @@ int srv_cmd_rollout(int argc, char **argv)
     int status = 1;
     lenv_env *env = NULL;
     inf_bundle *bundle = NULL;
+    lenv_chat_template *lua = NULL;
     srv__sampler *sampler = NULL;
     json_t *items = NULL;
     FILE *out = NULL;
@@ -450,7 +456,7 @@ int srv_cmd_rollout(int argc, char **argv)
         fprintf(stderr, "envsrv rollout: %s\n", lerr.message);
         goto done;
     }
-    if (open_eval_sampler(&bundle, &sampler, &a, "rollout") != 0)
+    if (open_eval_sampler(&bundle, &lua, &sampler, &a, "rollout") != 0)
         goto done;
     out = fopen(outpath, "w");
     if (!out) {
@@ -488,6 +494,7 @@ done:
     json_decref(items);
     srv__sampler_free(sampler);
     inf_bundle_free(bundle);
+    lenv_chat_template_free(lua);
     lenv_free(env);
     return status;
 }

@@ -24,7 +24,7 @@
 #include "inference/inference.h"
 #include "lua/lenv.h"
 #include "sandbox/sandbox.h"
-#include "server/server.h"
+#include "server/server_int.h"
 
 #define MAX_ENVS 64
 #define MAX_DATA 256
@@ -69,8 +69,9 @@ static const char usage[] =
     "                            llama2.c checkpoint\n"
     "  --tokenizer PATH          its tokenizer (default: the model's own; tokenizer.bin beside a\n"
     "                            llama2.c checkpoint)\n"
-    "  --chat-template FILE      a ChatML or Llama-3 Jinja template, a tokenizer_config.json, or\n"
-    "                            'plain' (default: the model's own)\n"
+    "  --chat-template FILE      a ChatML or Llama-3 Jinja template, a tokenizer_config.json, a\n"
+    "                            .lua file returning function(messages) -> string, or 'plain'\n"
+    "                            (default: the model's own)\n"
     "  --model-name NAME         the model's name in OpenAI answers (default: the path's last part)\n"
     "  --gen-threads N           CPU threads of one generation (default 1)\n"
     "  --curriculum target=0.5,window=256\n"
@@ -524,6 +525,7 @@ int main(int argc, char **argv)
     size_t n_open = 0;
     srv_server *srv = NULL;
     inf_bundle *model = NULL;
+    lenv_chat_template *model_template = NULL;
     char model_name[256];
 
     if (argc >= 2 && strcmp(argv[1], "generate") == 0)
@@ -622,9 +624,10 @@ int main(int argc, char **argv)
 
     /* The model, loaded once for every generation request. */
     if (cfg.model) {
-        inf_error ierr = { 0 };
-        if (inf_bundle_load(&model, cfg.model, cfg.tokenizer, cfg.chat_template, &ierr) != 0) {
-            fprintf(stderr, "envsrv: --model: %s\n", ierr.message);
+        char err[512];
+        if (srv__model_load(&model, &model_template, cfg.model, cfg.tokenizer, cfg.chat_template, err,
+                            sizeof err) != 0) {
+            fprintf(stderr, "envsrv: --model: %s\n", err);
             goto done;
         }
         default_model_name(model_name, sizeof model_name, cfg.model);
@@ -680,6 +683,7 @@ int main(int argc, char **argv)
 done:
     srv_free(srv);
     inf_bundle_free(model);
+    lenv_chat_template_free(model_template);
     for (size_t i = 0; i < n_open; i++)
         lenv_free(envs[i]);
     for (size_t d = 0; d < cfg.n_data; d++)

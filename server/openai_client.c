@@ -30,6 +30,8 @@ struct srv__remote {
     const inf_bundle *bundle;   /* borrowed, may be NULL: tokenizer + template */
     inf_chat_template tpl;      /* without a bundle: --chat-template, if any */
     bool has_template;
+    inf_render_fn render;       /* without a bundle: a Lua template, if any */
+    void *render_payload;
 };
 
 static char *dup_or_null(const char *s)
@@ -68,7 +70,9 @@ int srv__remote_new(srv__remote **out, const srv__remote_options *o, char *err, 
     }
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 600000;
     r->bundle = o->bundle;
-    if (!o->bundle && o->chat_template) {
+    r->render = o->render;
+    r->render_payload = o->render_payload;
+    if (!o->bundle && !o->render && o->chat_template) {
         inf_error ierr = { 0 };
         if (inf_chat_template_load_any(&r->tpl, &r->has_template, o->chat_template, &ierr) != 0) {
             snprintf(err, errlen, "%s", ierr.message);
@@ -273,6 +277,8 @@ static int render_prompt(char **text, srv__completions *out, const srv__remote *
     if (r->bundle)
         rc = inf_bundle_render(text, &len, r->bundle, msgs, n, &ierr) ||
              inf_bundle_encode_messages(&out->prompt, &out->n_prompt, r->bundle, msgs, n, &ierr);
+    else if (r->render)
+        rc = r->render(text, &len, msgs, n, r->render_payload, &ierr);
     else if (r->has_template)
         rc = inf_chat_render(text, &len, &r->tpl, msgs, n, true, &ierr);
     else

@@ -291,3 +291,61 @@ done:
     json_decref(item);
     return rc;
 }
+
+/* ---- loading a model with its template ------------------------------------------ */
+
+int srv__render_lua(char **text, size_t *len, const inf_chat_message *msgs, size_t n, void *payload,
+                    inf_error *err)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        if (json_array_append_new(arr, json_pack("{s:s, s:s}", "role", msgs[i].role, "content", msgs[i].content))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    if (!arr) {
+        err->code = INF_ENOMEM;
+        snprintf(err->message, sizeof err->message, "out of memory (or a message that is not UTF-8)");
+        return INF_ENOMEM;
+    }
+    lenv_error lerr = { 0 };
+    int rc = lenv_chat_template_render(text, len, payload, arr, &lerr);
+    json_decref(arr);
+    if (rc != 0) {
+        err->code = rc == LENV_ENOMEM ? INF_ENOMEM : INF_EINVALID;
+        snprintf(err->message, sizeof err->message, "chat template: %.230s", lerr.message);
+        return err->code;
+    }
+    return 0;
+}
+
+int srv__is_lua_template(const char *path)
+{
+    size_t n = path ? strlen(path) : 0;
+    return n > 4 && strcmp(path + n - 4, ".lua") == 0;
+}
+
+int srv__model_load(inf_bundle **bundle, lenv_chat_template **lua, const char *model, const char *tokenizer,
+                    const char *chat_template, char *err, size_t errlen)
+{
+    *bundle = NULL;
+    *lua = NULL;
+    lenv_error lerr = { 0 };
+    inf_error ierr = { 0 };
+    int is_lua = srv__is_lua_template(chat_template);
+    if (is_lua && lenv_chat_template_open(lua, chat_template, &lerr) != 0) {
+        snprintf(err, errlen, "--chat-template: %s", lerr.message);
+        return -1;
+    }
+    /* A Lua template replaces the model's own, which then need not be one
+     * envsrv recognises: load with the plain convention and attach it. */
+    if (model && inf_bundle_load(bundle, model, tokenizer, is_lua ? "plain" : chat_template, &ierr) != 0) {
+        snprintf(err, errlen, "%s", ierr.message);
+        lenv_chat_template_free(*lua);
+        *lua = NULL;
+        return -1;
+    }
+    if (*bundle && *lua)
+        inf_bundle_set_renderer(*bundle, srv__render_lua, *lua);
+    return 0;
+}

@@ -420,6 +420,8 @@ typedef struct srv__remote_options {
      * token ids are asked for, so groups carry tokens. */
     const inf_bundle *bundle;
     const char *chat_template;  /* without a bundle: as inf_chat_template_load_any; NULL: plain */
+    inf_render_fn render;       /* without a bundle: overrides chat_template (a Lua template) */
+    void *render_payload;
 } srv__remote_options;
 
 /* 0 with *out new (free with srv__remote_free), or -1 with err. */
@@ -475,5 +477,22 @@ typedef struct srv__group_stats {
 int srv__rollout_group(json_t **out, srv__group_stats *st, srv__sampler *s, lenv_env *env,
                        const char *item_id, const inf_gen_options *opts, lenv_error *lerr, char *err,
                        size_t errlen);
+
+
+/* inf_render_fn over a Lua chat template (payload: an lenv_chat_template). */
+int srv__render_lua(char **text, size_t *len, const inf_chat_message *msgs, size_t n, void *payload,
+                    inf_error *err);
+
+/* Whether a --chat-template argument names a Lua template (ends in .lua). */
+int srv__is_lua_template(const char *path);
+
+/*
+ * --model, --tokenizer and --chat-template as every command reads them: the
+ * bundle (when `model` is not NULL) and, for a .lua template, the Lua
+ * template attached to it as its renderer. *bundle and *lua are new or NULL;
+ * free the bundle first, then the template. 0, or -1 with err.
+ */
+int srv__model_load(inf_bundle **bundle, lenv_chat_template **lua, const char *model, const char *tokenizer,
+                    const char *chat_template, char *err, size_t errlen);
 
 #endif

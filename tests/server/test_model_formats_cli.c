@@ -3,7 +3,8 @@
  * HuggingFace folder (inf_model_save_hf + inf_tokenizer_save_hf) gives
  * `envsrv generate` output byte-identical to the llama2.c checkpoint's, and
  * the same eval results and rollout groups; --chat-template takes a Jinja
- * file; missing, garbage and unsupported paths give clear errors. Skipped
+ * file or a Lua function; missing, garbage and unsupported paths give clear
+ * errors. Skipped
  * when $ENVSRV_BIN or the shared data is absent.
  */
 #include <stdarg.h>
@@ -240,6 +241,72 @@ static void test_model_formats_cli_chat_template__file_and_errors(void **state)
     run_fails(1, "pass --tokenizer", no_tok);
 }
 
+/* A Lua template's text is what the model is prompted with (encoded with
+ * its special tokens, nothing added); a failing or non-function template is
+ * a clear error. */
+static void test_model_formats_cli_chat_template__lua(void **state)
+{
+    (void)state;
+    need_model();
+    char env[128], out[128], lua[128], bad[128], nofn[128], one[128];
+    snprintf(env, sizeof env, "%s/story.lua", g_dir);
+    snprintf(out, sizeof out, "%s/lua.jsonl", g_dir);
+    snprintf(lua, sizeof lua, "%s/tpl.lua", g_dir);
+    snprintf(bad, sizeof bad, "%s/bad.lua", g_dir);
+    snprintf(nofn, sizeof nofn, "%s/nofn.lua", g_dir);
+    snprintf(one, sizeof one, "%s/one.jsonl", g_dir);
+    tsup_write_file(g_dir, "tpl.lua",
+                    "return function(messages)\n"
+                    "  local s = \"\"\n"
+                    "  for _, m in ipairs(messages) do s = s .. \"[\" .. m.role .. \"] \" .. m.content .. \"\\n\" end\n"
+                    "  return s .. \"[assistant]\"\n"
+                    "end\n");
+    tsup_write_file(g_dir, "bad.lua", "return function(messages)\n  error(\"no template here\")\nend\n");
+    tsup_write_file(g_dir, "nofn.lua", "return 42\n");
+    tsup_write_file(g_dir, "one.jsonl", "{\"start\": \"Once upon a time\"}\n");
+    const char *const args[] = { "rollout", "--env", env, "--data", one, "--model", g_hf, "--chat-template", lua,
+                                 "--groups", "1", "--group-size", "1", "--max-tokens", "4", "-o", out, NULL };
+    free(run_ok(0, args));
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char line[1 << 16];
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    json_t *g = json_loads(line, 0, NULL);
+    assert_non_null(g);
+    json_t *tokens = json_array_get(json_object_get(g, "tokens"), 0), *masks = json_array_get(json_object_get(g, "masks"), 0);
+
+    inf_tokenizer *t = NULL;
+    inf_error err = { 0 };
+    int *ids = NULL;
+    size_t n = 0;
+    const char *text = "[user] Once upon a time\n[assistant]";
+    if (inf_tokenizer_load_hf(&t, g_hf, &err) ||
+        inf_tokenizer_encode(&ids, &n, t, text, strlen(text), INF_TOK_SPECIAL, &err))
+        fail_msg("%s", err.message);
+    assert_int_not_equal(ids[0], 1);   /* no BOS added */
+    assert_true(json_array_size(tokens) > n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(json_integer_value(json_array_get(tokens, i)), ids[i]);
+        assert_int_equal(json_integer_value(json_array_get(masks, i)), -100);
+    }
+    assert_int_not_equal(json_integer_value(json_array_get(masks, n)), -100);
+    free(ids);
+    inf_tokenizer_free(t);
+    json_decref(g);
+
+    const char *const failing[] = { "eval", "--env", env, "--model", g_hf, "--limit", "1", "--chat-template", bad,
+                                    NULL };
+    run_fails(1, "bad.lua:2: no template here", failing);
+    const char *const notfn[] = { "eval", "--env", env, "--model", g_hf, "--chat-template", nofn, NULL };
+    run_fails(1, "must return function(messages) -> string", notfn);
+    unlink(out);
+    unlink(lua);
+    unlink(bad);
+    unlink(nofn);
+    unlink(one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_model_formats_cli_eval__hf_same_results),
         cmocka_unit_test(test_model_formats_cli_rollout__hf_same_groups),
         cmocka_unit_test(test_model_formats_cli_chat_template__file_and_errors),
+        cmocka_unit_test(test_model_formats_cli_chat_template__lua),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
