@@ -202,7 +202,7 @@ static json_t *completion_logprobs(const inf_tokenizer *tok, const inf_sample *s
         json_t *piece = piece_json(tok, prev, s->tokens[i], as_ids, &len);
         json_t *top = json_object();
         if (piece && top)
-            json_object_set(top, json_string_value(piece), json_real(s->logprobs[i]));
+            json_object_set_new(top, json_string_value(piece), json_real(s->logprobs[i]));
         json_array_append_new(tokens, piece);
         json_array_append_new(lps, json_real(s->logprobs[i]));
         json_array_append_new(tops, top);
@@ -324,16 +324,15 @@ void srv__api_completions(srv__response *resp, srv__request *req)
     }
     char id[64];
     new_id(id, sizeof id, "cmpl-");
-    json_t *out = choices ? json_pack("{s:s, s:s, s:I, s:s, s:O, s:o}", "id", id, "object", "text_completion",
-                                      "created", (json_int_t)time(NULL), "model", srv->model_name, "choices",
-                                      choices, "usage", usage_json(n_ids, &res))
-                          : NULL;
-    if (!out || json_array_size(choices) != res.n_samples)
+    json_t *out = choices && json_array_size(choices) == res.n_samples
+                      ? json_pack("{s:s, s:s, s:I, s:s, s:O, s:o}", "id", id, "object", "text_completion",
+                                  "created", (json_int_t)time(NULL), "model", srv->model_name, "choices",
+                                  choices, "usage", usage_json(n_ids, &res))
+                      : NULL;
+    if (!out)
         openai_error(resp, 500, "server_error", NULL, NULL, "out of memory");
     else
         srv__reply_json(resp, 200, out);
-    if (out && json_array_size(choices) != res.n_samples)
-        json_decref(out);
 done:
     json_decref(choices);
     free(prompt_text);

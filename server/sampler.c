@@ -168,8 +168,10 @@ static int append_sequence(json_t *tokens, json_t *masks, json_t *lps, const srv
         bad = json_array_append_new(t, json_integer(smp->tokens[i])) ||
               json_array_append_new(m, json_integer(smp->tokens[i])) ||
               json_array_append_new(l, json_real(smp->logprobs[i]));
-    bad = bad || json_array_append_new(tokens, t) || json_array_append_new(masks, m);
-    bad = bad || json_array_append_new(lps, l);
+    bad = bad || json_array_append(tokens, t) || json_array_append(masks, m) || json_array_append(lps, l);
+    json_decref(t);
+    json_decref(m);
+    json_decref(l);
     return bad ? -1 : 0;
 }
 
@@ -183,7 +185,9 @@ static json_t *group_json(const lenv_env *env, const char *item_id, const srv__c
                           (double)opts->top_p, "top_k", opts->top_k, "min_p", (double)opts->min_p, "seed",
                           (json_int_t)opts->seed, "max_tokens", opts->max_tokens, "n",
                           (int)c->res.n_samples);
-    json_t *texts = json_array(), *finish = json_array(), *lps = json_array();
+    /* Every array stays ours (json_object_set adds a reference), so one
+     * cleanup path releases them whether or not g took them. */
+    json_t *texts = json_array(), *finish = json_array(), *lps = json_array(), *tokens = NULL, *masks = NULL;
     int bad = !g || !texts || !finish || !lps;
     for (size_t s = 0; !bad && s < c->res.n_samples; s++) {
         const inf_sample *smp = &c->res.samples[s];
@@ -191,15 +195,12 @@ static json_t *group_json(const lenv_env *env, const char *item_id, const srv__c
               json_array_append_new(finish, json_string(inf_finish_name(smp->finish)));
     }
     if (!bad && c->tokens_known) {
-        json_t *tokens = json_array(), *masks = json_array();
+        tokens = json_array();
+        masks = json_array();
         bad = !tokens || !masks;
         for (size_t s = 0; !bad && s < c->res.n_samples; s++)
             bad = append_sequence(tokens, masks, lps, c, &c->res.samples[s]);
-        bad = bad || json_object_set_new(g, "tokens", tokens) || json_object_set_new(g, "masks", masks);
-        if (bad && !json_object_get(g, "tokens"))
-            json_decref(tokens);
-        if (bad && !json_object_get(g, "masks"))
-            json_decref(masks);
+        bad = bad || json_object_set(g, "tokens", tokens) || json_object_set(g, "masks", masks);
     } else if (!bad) {
         /* The remote server gave text and logprobs but no token ids: the
          * group says so and carries the completions' logprobs as given. */
@@ -212,14 +213,12 @@ static json_t *group_json(const lenv_env *env, const char *item_id, const srv__c
         }
         bad = bad || json_object_set_new(g, "tokens_unknown", json_true());
     }
-    bad = bad || json_object_set_new(g, "inference_logprobs", lps);
-    lps = bad ? lps : NULL;
-    bad = bad || json_object_set_new(g, "completions", texts);
-    texts = bad ? texts : NULL;
-    bad = bad || json_object_set_new(g, "finish_reasons", finish);
-    finish = bad ? finish : NULL;
+    bad = bad || json_object_set(g, "inference_logprobs", lps) || json_object_set(g, "completions", texts) ||
+          json_object_set(g, "finish_reasons", finish);
     if (!bad && model_sha)
         bad = json_object_set_new(g, "model_sha256", json_string(model_sha));
+    json_decref(tokens);
+    json_decref(masks);
     json_decref(lps);
     json_decref(texts);
     json_decref(finish);
