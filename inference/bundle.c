@@ -312,8 +312,11 @@ int inf_bundle_load(inf_bundle **out, const char *model_path, const char *tokeni
         break;
     case INF_BUNDLE_GGUF:
         rc = inf_model_load_gguf(&b->model, model_path, err);
-        if (!rc && !tokenizer_path)
-            rc = inf_tokenizer_load_gguf(&b->tok, model_path, err);
+        if (!rc && !tokenizer_path && (rc = inf_tokenizer_load_gguf(&b->tok, model_path, err)) != 0) {
+            char why[sizeof err->message];
+            snprintf(why, sizeof why, "%s", err->message);
+            rc = inf__fail(err, rc, "%.200s; pass --tokenizer FILE", why);
+        }
         if (!rc)
             rc = sha256_file(b->sha256, model_path, err);
         break;

@@ -22,7 +22,7 @@
 #include "inference/inference.h"
 #include "tests/support/support.h"
 
-static char g_model[4096], g_tok[4096], g_dir[64], g_hf[128];
+static char g_model[4096], g_tok[4096], g_dir[64], g_hf[128], g_gguf[128];
 
 static const char story_env[] =
     "return {\n"
@@ -51,7 +51,8 @@ static int setup(void **state)
     inf_tokenizer *t = NULL;
     inf_error err = { 0 };
     if (inf_model_load_llama2c(&m, g_model, &err) || inf_tokenizer_load_llama2c(&t, g_tok, 512, &err) ||
-        inf_model_save_hf(m, g_hf, INF_DTYPE_F32, 0, &err) || inf_tokenizer_save_hf(t, g_hf, &err))
+        inf_model_save_hf(m, g_hf, INF_DTYPE_F32, 0, &err) || inf_tokenizer_save_hf(t, g_hf, &err) ||
+        (snprintf(g_gguf, sizeof g_gguf, "%s/stories.gguf", g_dir), inf_model_save_gguf(m, g_gguf, INF_DTYPE_F32, &err)))
         fail_msg("%s", err.message);
     inf_model_free(m);
     inf_tokenizer_free(t);
@@ -127,6 +128,24 @@ static void test_model_formats_cli_generate__hf_matches_llama2c(void **state)
     assert_string_equal(a, b);
     free(a);
     free(b);
+}
+
+/* A GGUF file (weights only, as inf_model_save_gguf writes it) with the
+ * llama2.c tokenizer given: the same text; without a tokenizer, an error. */
+static void test_model_formats_cli_generate__gguf(void **state)
+{
+    (void)state;
+    need_model();
+    const char *const l2c[] = { "generate", "--model", g_model, "--tokenizer", g_tok, "--prompt", "The cat",
+                                "--temperature", "0", "--max-tokens", "100", NULL };
+    const char *const gguf[] = { "generate", "--model", g_gguf, "--tokenizer", g_tok, "--prompt", "The cat",
+                                 "--temperature", "0", "--max-tokens", "100", NULL };
+    char *a = run_ok(0, l2c), *b = run_ok(0, gguf);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    const char *const notok[] = { "generate", "--model", g_gguf, "--prompt", "x", NULL };
+    run_fails(1, "pass --tokenizer FILE", notok);
 }
 
 static void test_model_formats_cli_eval__hf_same_results(void **state)
@@ -311,6 +330,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_formats_cli_generate__hf_matches_llama2c),
+        cmocka_unit_test(test_model_formats_cli_generate__gguf),
         cmocka_unit_test(test_model_formats_cli_eval__hf_same_results),
         cmocka_unit_test(test_model_formats_cli_rollout__hf_same_groups),
         cmocka_unit_test(test_model_formats_cli_chat_template__file_and_errors),
