@@ -20,7 +20,7 @@
 static const char QWEN25_SYSTEM[] =
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
-#define HOW_TO "pass --chat-template FILE (a Lua function)"
+#define HOW_TO "pass --chat-template FILE.lua (a Lua function(messages) -> string)"
 
 int inf_chat_template_from_string(inf_chat_template *out, const char *jinja, inf_error *err)
 {

@@ -364,7 +364,7 @@ typedef struct inf_chat_message {
  * directory) and recognizes its family: "<|im_start|>" -> ChatML,
  * "<|start_header_id|>" -> Llama 3. Anything else (or no template) is
  * INF_EINVALID "unsupported chat template in tokenizer_config.json; pass
- * --chat-template FILE (a Lua function)".
+ * --chat-template FILE.lua (a Lua function(messages) -> string)".
  */
 int inf_chat_template_load(inf_chat_template *out, const char *path, inf_error *err);
 
@@ -465,5 +465,89 @@ int inf_sample_token(const float *logits, int n, const inf_gen_options *opts, ui
 
 /* The uniform draw in [0, 1) of stream (seed, sample, step). */
 double inf_rng_uniform(uint64_t seed, uint64_t sample, uint64_t step);
+
+
+/* ------------------------------------------------------------------------ */
+/* Model bundles: one loader for every entry point                          */
+
+typedef enum inf_bundle_format {
+    INF_BUNDLE_LLAMA2C = 0,     /* a llama2.c checkpoint + tokenizer.bin */
+    INF_BUNDLE_HF,              /* a HuggingFace folder: config.json, safetensors, tokenizer.json */
+    INF_BUNDLE_GGUF             /* a GGUF file with its vocabulary */
+} inf_bundle_format;
+
+/* A model with its tokenizer and chat template. Read-only once loaded: any
+ * number of threads may encode with it and run inf_generate on its model. */
+typedef struct inf_bundle inf_bundle;
+
+/*
+ * Loads what `model_path` names: a folder with config.json (HF weights,
+ * tokenizer.json, and tokenizer_config.json's chat_template), a file that
+ * starts with "GGUF" (weights, vocabulary, tokenizer.chat_template), or else
+ * a llama2.c checkpoint (tokenizer.bin beside it; no chat template).
+ * `tokenizer_path` (NULL: as above) may name a tokenizer.json or its folder,
+ * a .gguf file or a llama2.c tokenizer.bin. `chat_template_path` (NULL: the
+ * model's own) names a Jinja template text file or a tokenizer_config.json,
+ * or is "plain". A model with no template uses the plain convention of
+ * inf_render_plain; a template envsrv cannot render (only ChatML and Llama 3
+ * are) is an INF_EINVALID error saying how to pass one. On success *out is
+ * new; free with inf_bundle_free().
+ */
+int inf_bundle_load(inf_bundle **out, const char *model_path, const char *tokenizer_path,
+                    const char *chat_template_path, inf_error *err);
+
+void inf_bundle_free(inf_bundle *b);
+
+/* Borrowed from `b`; valid until inf_bundle_free(b). */
+const inf_model *inf_bundle_model(const inf_bundle *b);
+const inf_tokenizer *inf_bundle_tokenizer(const inf_bundle *b);
+
+/* The model files' SHA-256 as 64 hex digits, for reports: of the file for
+ * llama2.c and GGUF; for an HF folder, of the lines "NAME SHA256\n" of
+ * config.json and each *.safetensors in name order. Borrowed from `b`. */
+const char *inf_bundle_sha256(const inf_bundle *b);
+
+/* "llama2c", "hf" or "gguf"; "plain", "chatml" or "llama3". Static. */
+const char *inf_bundle_format_name(const inf_bundle *b);
+const char *inf_bundle_template_name(const inf_bundle *b);
+
+/* A --chat-template argument: "plain" (*has_template false), a
+ * tokenizer_config.json, or a Jinja template text file, recognised as ChatML
+ * or Llama 3 (anything else is INF_EINVALID saying how to pass one). */
+int inf_chat_template_load_any(inf_chat_template *tpl, bool *has_template, const char *path, inf_error *err);
+
+/* The plain convention for models without a chat template: one line
+ * "role: content" per message, then "assistant:". *text is a new
+ * NUL-terminated string of *len bytes the caller free()s. */
+int inf_render_plain(char **text, size_t *len, const inf_chat_message *msgs, size_t n, inf_error *err);
+
+/* Renders messages with the bundle's template (with the assistant header)
+ * or the plain convention. *text as for inf_render_plain. */
+int inf_bundle_render(char **text, size_t *len, const inf_bundle *b, const inf_chat_message *msgs,
+                      size_t n, inf_error *err);
+
+/* Renders and encodes messages as a prompt: a template's text with its
+ * special tokens and nothing added, plain text after BOS. *ids is a new
+ * array of *n_ids ids the caller free()s. */
+int inf_bundle_encode_messages(int **ids, size_t *n_ids, const inf_bundle *b,
+                               const inf_chat_message *msgs, size_t n, inf_error *err);
+
+/* Encodes a raw text prompt after BOS (when the vocabulary has one). */
+int inf_bundle_encode_text(int **ids, size_t *n_ids, const inf_bundle *b, const char *text, size_t len,
+                           inf_error *err);
+
+
+/* A chat template the caller implements (envsrv: a Lua function, see
+ * lua/lenv.h): renders `n` messages followed by the open assistant turn.
+ * *text as for inf_render_plain. Must be safe to call from any thread. */
+typedef int (*inf_render_fn)(char **text, size_t *len, const inf_chat_message *msgs, size_t n, void *payload,
+                             inf_error *err);
+
+/* Makes `b` render prompts with fn(payload) instead of its template (the
+ * payload is borrowed and must outlive every render). The text is encoded
+ * as a template's: special tokens parsed (tokenizer.json vocabularies),
+ * nothing added, so a template that wants BOS writes its text ("<s>",
+ * "<|begin_of_text|>"). inf_bundle_template_name then says "custom". */
+void inf_bundle_set_renderer(inf_bundle *b, inf_render_fn fn, void *payload);
 
 #endif

@@ -330,4 +330,26 @@ int lenv_curriculum_load(lenv_env *env, const char *path, lenv_error *err);
 size_t lenv_builtin_count(void);
 const char *lenv_builtin_name(size_t i);
 
+
+/* ---- chat templates in Lua (chat_template.c) ---------------------------------
+ *
+ * `--chat-template FILE.lua`: the file returns function(messages) -> string,
+ * run in the environment sandbox. For models whose Jinja template envsrv
+ * does not render itself.
+ */
+typedef struct lenv_chat_template lenv_chat_template;
+
+/* Loads and checks the file. On success *out is new; free with
+ * lenv_chat_template_free (NULL is fine). LENV_EIO, LENV_ESCRIPT (the file
+ * fails to run) or LENV_EINVALID (it returns no function), err filled. */
+int lenv_chat_template_open(lenv_chat_template **out, const char *path, lenv_error *err);
+void lenv_chat_template_free(lenv_chat_template *t);
+
+/* Renders `messages` (a JSON array of {role, content}, borrowed). *text is a
+ * new NUL-terminated string of *len bytes the caller free()s. Thread-safe
+ * (calls are serialised). LENV_ESCRIPT when the function fails or returns a
+ * non-string. */
+int lenv_chat_template_render(char **text, size_t *len, lenv_chat_template *t, const json_t *messages,
+                              lenv_error *err);
+
 #endif

@@ -11,9 +11,12 @@
  *   envsrv eval --env gsm8k --model stories260K.bin --tokenizer tok512.bin \
  *               --limit 20 --samples 4 --min-score 0.1 --report report.json
  *
- * Models: llama2.c checkpoints, which carry no chat template: the prompt
- * messages are rendered as plain text ("role: content" lines, then
- * "assistant:"), a stated convention rather than a model's own template.
+ * Models: whatever inf_bundle_load reads (a llama2.c checkpoint, a
+ * HuggingFace folder, a GGUF file). Prompts go through the model's chat
+ * template, or for models without one (llama2.c checkpoints, base models)
+ * the plain "role: content" convention of inf_render_plain. Items are
+ * generated and scored by srv__rollout_group (sampler.c), the function the
+ * server's rollout route uses too.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,11 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "inference/inference.h"
 #include "lua/lenv.h"
-#include "server/server.h"
+#include "server/server_int.h"
 
 static const char eval_usage[] =
     "usage: envsrv eval --env NAME --model PATH [options]\n"
@@ -36,8 +37,20 @@ static const char eval_usage[] =
     "  --split NAME          split to take items from (default: the env's default)\n"
     "  --limit K             items to score (default 10); chosen by a seeded shuffle\n"
     "  --samples N           samples per item (default 1): pass@1 and pass@N\n"
-    "  --model PATH          a llama2.c checkpoint (.bin)\n"
-    "  --tokenizer PATH      its tokenizer.bin (default: tokenizer.bin beside the model)\n"
+    "  --model PATH          a HuggingFace folder, a .gguf file or a llama2.c checkpoint\n"
+    "  --tokenizer PATH      tokenizer.json, .gguf or tokenizer.bin (default: the model's own;\n"
+    "                        tokenizer.bin beside a llama2.c checkpoint)\n"
+    "  --chat-template FILE  a ChatML or Llama-3 Jinja template, a tokenizer_config.json, a\n"
+    "                        .lua file returning function(messages) -> string, or 'plain'\n"
+    "                        (default: the model's own; plain when it has none)\n"
+    "  --backend NAME        local (default: the built-in engine) or openai: an external\n"
+    "                        OpenAI-compatible server's /v1/completions\n"
+    "  --base-url URL        openai: the server, e.g. http://127.0.0.1:8001/v1\n"
+    "  --api-key KEY         openai: bearer token (default $OPENAI_API_KEY)\n"
+    "  --model-name NAME     openai: the request's \"model\"\n"
+    "  --timeout SECONDS     openai: per request (default 600)\n"
+    "                        (with openai, --model is optional: a local copy of the served\n"
+    "                        model's files gives its chat template, tokenizer and token ids)\n"
     "  --max-tokens N        new tokens per sample (default 256)\n"
     "  --temperature T       default 0 (greedy) for 1 sample, 1.0 for more\n"
     "  --seed S              item choice and sampling seed (default 0)\n"
@@ -46,7 +59,10 @@ static const char eval_usage[] =
     "  --report PATH         write the JSON report there\n";
 
 typedef struct eval_args {
-    const char *env, *data, *split, *model, *tokenizer, *report;
+    const char *env, *data, *split, *model, *tokenizer, *chat_template, *report;
+    const char *base_url, *api_key, *model_name;   /* --backend openai */
+    int openai;
+    double timeout_s;
     size_t limit;
     double min_score;
     int has_min_score, temperature_set;
@@ -88,6 +104,19 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         else if (strcmp(opt, "--split") == 0) a->split = v;
         else if (strcmp(opt, "--model") == 0) a->model = v;
         else if (strcmp(opt, "--tokenizer") == 0) a->tokenizer = v;
+        else if (strcmp(opt, "--chat-template") == 0) a->chat_template = v;
+        else if (strcmp(opt, "--base-url") == 0) a->base_url = v;
+        else if (strcmp(opt, "--api-key") == 0) a->api_key = v;
+        else if (strcmp(opt, "--model-name") == 0) a->model_name = v;
+        else if (strcmp(opt, "--backend") == 0) {
+            if (strcmp(v, "local") != 0 && strcmp(v, "openai") != 0) {
+                fprintf(stderr, "envsrv eval: --backend: '%s' is not local or openai\n", v);
+                return -1;
+            }
+            a->openai = strcmp(v, "openai") == 0;
+        } else if (strcmp(opt, "--timeout") == 0) {
+            if (eval_num(&a->timeout_s, opt, v, 0.001, 86400) != 0) return -1;
+        }
         else if (strcmp(opt, "--report") == 0) a->report = v;
         else if (strcmp(opt, "--limit") == 0) {
             if (eval_num(&d, opt, v, 1, LENV_MAX_SAMPLE) != 0) return -1;
@@ -116,9 +145,21 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
             return -1;
         }
     }
-    if (!a->env || !a->model) {
-        fprintf(stderr, "envsrv eval: --env and --model are required\n%s", eval_usage);
+    if (!a->env || (!a->model && !a->openai)) {
+        fprintf(stderr, "envsrv eval: --env and --model (or --backend openai) are required\n%s", eval_usage);
         return -1;
+    }
+    if (a->openai != (a->base_url != NULL)) {
+        fprintf(stderr, "envsrv eval: --base-url goes with --backend openai, and it needs one\n");
+        return -1;
+    }
+    if (!a->openai && (a->api_key || a->model_name || a->timeout_s > 0)) {
+        fprintf(stderr, "envsrv eval: --api-key, --model-name and --timeout are for --backend openai\n");
+        return -1;
+    }
+    if (a->openai && !a->api_key) {
+        const char *k = getenv("OPENAI_API_KEY");
+        a->api_key = k && k[0] ? k : NULL;
     }
     if (!a->temperature_set)
         a->opts.temperature = a->opts.n_samples > 1 ? 1.0f : 0.0f;
@@ -126,50 +167,105 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
 }
 
 /* SHA-256 of a file as 64 hex digits. Returns 0, or -1 (unreadable). */
-static int file_sha256(char out[65], const char *path)
+/* Opens the env of `a` (with --data). Returns 0, or -1 with the reason on stderr. */
+static int open_eval_env(lenv_env **env, const eval_args *a, const char *cmd)
 {
-    int rc = -1;
-    FILE *f = fopen(path, "rb");
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], md[32];
-    unsigned int mdlen = 0;
-    if (!f || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-        goto done;
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        if (EVP_DigestUpdate(ctx, buf, n) != 1)
-            goto done;
-    if (ferror(f) || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
-        goto done;
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    rc = 0;
-done:
-    EVP_MD_CTX_free(ctx);
-    if (f)
-        fclose(f);
-    return rc;
+    lenv_error lerr = { 0 };
+    lenv_data_source src = { NULL, a->data };
+    lenv_options o = LENV_OPTIONS_INIT;
+    o.name_or_path = a->env;
+    o.data = a->data ? &src : NULL;
+    o.n_data = a->data ? 1 : 0;
+    if (lenv_open(env, &o, &lerr) != 0) {
+        fprintf(stderr, "envsrv %s: %s\n", cmd, lerr.message);
+        return -1;
+    }
+    return 0;
 }
 
-/* The prompt messages as plain text: "role: content" lines, then
- * "assistant:" (llama2.c checkpoints have no chat template). New string. */
-static char *render_messages(const json_t *messages)
+/* Loads the model of `a` (optional with --backend openai) and a sampler:
+ * the built-in engine or the OpenAI client. 0, or -1 with the reason on stderr. */
+static int open_eval_sampler(inf_bundle **bundle, lenv_chat_template **lua, srv__sampler **sampler,
+                             const eval_args *a, const char *cmd)
 {
-    size_t cap = 64, len = 0, i;
-    json_t *m;
-    json_array_foreach(messages, i, m)
-        cap += strlen(json_string_value(json_object_get(m, "role")) ?: "") +
-               json_string_length(json_object_get(m, "content")) + 4;
-    char *s = malloc(cap);
-    if (!s)
-        return NULL;
-    json_array_foreach(messages, i, m) {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        const char *content = json_string_value(json_object_get(m, "content"));
-        len += (size_t)snprintf(s + len, cap - len, "%s: %s\n", role ? role : "user", content ? content : "");
+    char err[512];
+    if (srv__model_load(bundle, lua, a->model, a->tokenizer, a->chat_template, err, sizeof err) != 0) {
+        fprintf(stderr, "envsrv %s: %s\n", cmd, err);
+        return -1;
     }
-    snprintf(s + len, cap - len, "assistant:");
-    return s;
+    if (a->openai) {
+        srv__remote_options ro = { a->base_url, a->api_key, a->model_name, (long)(a->timeout_s * 1000), *bundle,
+                                   a->model || *lua ? NULL : a->chat_template, *lua ? srv__render_lua : NULL, *lua };
+        srv__remote *remote = NULL;
+        if (srv__remote_new(&remote, &ro, err, sizeof err) != 0 ||
+            srv__sampler_remote(sampler, remote, err, sizeof err) != 0) {
+            fprintf(stderr, "envsrv %s: %s\n", cmd, err);
+            return -1;
+        }
+        return 0;
+    }
+    if (srv__sampler_local(sampler, *bundle, a->opts.n_threads, err, sizeof err) != 0) {
+        fprintf(stderr, "envsrv %s: %s\n", cmd, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Items in the split eval draws from (--split, else "test", else the first). */
+static size_t split_size(const lenv_env *env, const char *split)
+{
+    json_t *desc = lenv_describe(env, 0);
+    json_t *splits = json_object_get(desc, "splits");
+    size_t n = 0;
+    if (split)
+        n = (size_t)json_integer_value(json_object_get(splits, split));
+    else {
+        const char *key;
+        json_t *v;
+        json_object_foreach(splits, key, v)
+            if (strcmp(key, "test") == 0 || n == 0)
+                n = (size_t)json_integer_value(v);
+    }
+    json_decref(desc);
+    return n;
+}
+
+/* What produced the completions, for the report: the model's path, format,
+ * hash and template, and for --backend openai the server and model name. */
+static json_t *model_json(const eval_args *a, const inf_bundle *b)
+{
+    json_t *m = b ? json_pack("{s:s, s:s, s:s, s:s}", "path", a->model, "sha256", inf_bundle_sha256(b), "format",
+                              inf_bundle_format_name(b), "chat_template", inf_bundle_template_name(b))
+                  : json_object();
+    if (m && a->chat_template)
+        json_object_set_new(m, "chat_template_file", json_string(a->chat_template));
+    if (m && a->openai)
+        json_object_update_new(m, json_pack("{s:s, s:s, s:s?}", "backend", "openai", "base_url", a->base_url,
+                                            "name", a->model_name));
+    else if (m)
+        json_object_set_new(m, "backend", json_string("local"));
+    return m;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The progress line on a terminal: items, tokens/s, time left at the pace so far. */
+static void eval_progress(const char *env, size_t done, size_t total, size_t tokens, double secs)
+{
+    enum { WIDTH = 24 };
+    char bar[WIDTH + 1];
+    size_t filled = total ? done * WIDTH / total : WIDTH;
+    for (size_t i = 0; i < WIDTH; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[WIDTH] = '\0';
+    double eta = done ? secs / (double)done * (double)(total - done) : 0;
+    fprintf(stderr, "\reval %s [%s] %zu/%zu items, %.0f tokens/s, ETA %.0f s   ", env, bar, done, total,
+            secs > 0 ? (double)tokens / secs : 0.0, eta);
 }
 
 int srv_cmd_eval(int argc, char **argv)
@@ -179,165 +275,99 @@ int srv_cmd_eval(int argc, char **argv)
         return 2;
     int status = 1;
     lenv_env *env = NULL;
-    inf_model *model = NULL;
-    inf_tokenizer *tok = NULL;
+    inf_bundle *bundle = NULL;
+    lenv_chat_template *lua = NULL;
+    srv__sampler *sampler = NULL;
     json_t *items = NULL, *results = json_array(), *report = NULL;
     lenv_error lerr = { 0 };
-    inf_error ierr = { 0 };
-    char tok_path[4096], model_hash[65];
-    if (!a.tokenizer) {
-        const char *slash = strrchr(a.model, '/');
-        snprintf(tok_path, sizeof tok_path, "%.*s%stokenizer.bin", slash ? (int)(slash - a.model) : 0,
-                 a.model, slash ? "/" : "");
-        a.tokenizer = tok_path;
-    }
-    lenv_data_source src = { NULL, a.data };
-    lenv_options o = LENV_OPTIONS_INIT;
-    o.name_or_path = a.env;
-    o.data = a.data ? &src : NULL;
-    o.n_data = a.data ? 1 : 0;
-    if (lenv_open(&env, &o, &lerr) != 0) {
-        fprintf(stderr, "envsrv eval: %s\n", lerr.message);
+    int tty = isatty(STDERR_FILENO);
+    if (!results || open_eval_env(&env, &a, "eval") != 0 || open_eval_sampler(&bundle, &lua, &sampler, &a, "eval") != 0)
         goto done;
-    }
-    if (file_sha256(model_hash, a.model) != 0) {
-        fprintf(stderr, "envsrv eval: cannot read model '%s'\n", a.model);
-        goto done;
-    }
-    if (inf_model_load_llama2c(&model, a.model, &ierr) != 0 ||
-        inf_tokenizer_load_llama2c(&tok, a.tokenizer, inf_model_config(model)->vocab_size, &ierr) != 0) {
-        fprintf(stderr, "envsrv eval: %s\n", ierr.message);
-        goto done;
-    }
     /* K items of the split, by a seeded shuffle; fewer when the split is smaller. */
-    json_t *desc = lenv_describe(env, 0);
-    json_t *splits = json_object_get(desc, "splits");
-    size_t split_n = 0;
-    if (a.split)
-        split_n = (size_t)json_integer_value(json_object_get(splits, a.split));
-    else {
-        const char *key;
-        json_t *v;
-        json_object_foreach(splits, key, v)
-            if (strcmp(key, "test") == 0 || split_n == 0)
-                split_n = (size_t)json_integer_value(v);
-    }
-    json_decref(desc);
+    size_t split_n = split_size(env, a.split);
     size_t k = split_n && a.limit > split_n ? split_n : a.limit;
     if (lenv_sample(&items, env, a.split, k, a.opts.seed, &lerr) != 0) {
         fprintf(stderr, "envsrv eval: %s\n", lerr.message);
         goto done;
     }
-    double sum = 0, pass1 = 0, passk = 0;
-    size_t new_tokens = 0;
-    struct timespec t0, t1;
+    double sum = 0, passk = 0;
+    size_t new_tokens = 0, n_items = json_array_size(items);
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    size_t idx;
-    json_t *view;
-    json_array_foreach(items, idx, view) {
-        const char *id = json_string_value(json_object_get(view, "id"));
-        json_t *item = NULL, *scored = NULL;
-        char *prompt = render_messages(json_object_get(view, "prompt"));
-        int *ids = NULL;
-        size_t n_ids = 0;
-        inf_result res = { 0 };
-        int ok = prompt && lenv_item_get(&item, env, id, &lerr) == 0 &&
-                 inf_tokenizer_encode(&ids, &n_ids, tok, prompt, strlen(prompt), INF_TOK_BOS, &ierr) == 0;
-        /* A prompt longer than the model's context cannot be sampled: it
-         * scores 0 and says so, rather than ending the whole evaluation. */
-        int too_long = ok && n_ids + 1 > (size_t)inf_model_config(model)->seq_len;
-        if (ok && !too_long)
-            ok = inf_generate(&res, model, tok, ids, n_ids, &a.opts, &ierr) == 0;
-        json_t *rewards = NULL;
-        if (ok && !too_long) {
-            const char **t = malloc(res.n_samples * sizeof *t);
-            size_t *l = malloc(res.n_samples * sizeof *l);
-            ok = t && l;
-            for (size_t s = 0; ok && s < res.n_samples; s++) {
-                t[s] = res.samples[s].text;
-                l[s] = res.samples[s].text_len;
-                new_tokens += res.samples[s].n_tokens;
-            }
-            ok = ok && lenv_score(&scored, env, item, t, l, res.n_samples, &lerr) == 0;
-            free(t);
-            free(l);
-            rewards = scored ? json_incref(json_object_get(scored, "rewards")) : NULL;
-        } else if (ok) {
-            rewards = json_array();
-            for (int s = 0; s < a.opts.n_samples; s++)
-                json_array_append_new(rewards, json_real(0.0));
-        }
-        if (!ok || !rewards) {
-            fprintf(stderr, "envsrv eval: item %s: %s\n", id ? id : "?",
-                    lerr.message[0] ? lerr.message : ierr.message[0] ? ierr.message : "out of memory");
-            json_decref(item);
-            json_decref(scored);
-            json_decref(rewards);
-            inf_result_free(&res);
-            free(ids);
-            free(prompt);
+    for (size_t idx = 0; idx < n_items; idx++) {
+        const char *id = json_string_value(json_object_get(json_array_get(items, idx), "id"));
+        json_t *group = NULL, *entry = NULL;
+        srv__group_stats st;
+        char err[512];
+        int rc = srv__rollout_group(&group, &st, sampler, env, id, &a.opts, &lerr, err, sizeof err);
+        if (rc == 0) {
+            entry = json_pack("{s:s, s:O, s:O, s:O, s:b}", "id", id, "rewards", json_object_get(group, "scores"),
+                              "completions", json_object_get(group, "completions"), "finish_reasons",
+                              json_object_get(group, "finish_reasons"), "prompt_too_long", 0);
+        } else if (st.prompt_too_long) {
+            /* A prompt longer than the model's context cannot be sampled: it
+             * scores 0 and says so, rather than ending the whole evaluation. */
+            json_t *zeros = json_array();
+            for (int s = 0; zeros && s < a.opts.n_samples; s++)
+                json_array_append_new(zeros, json_real(0.0));
+            entry = json_pack("{s:s, s:o, s:[], s:[], s:b}", "id", id, "rewards", zeros, "completions",
+                              "finish_reasons", "prompt_too_long", 1);
+            st.n = (size_t)a.opts.n_samples;
+        } else {
+            if (tty)
+                fputc('\n', stderr);
+            fprintf(stderr, "envsrv eval: item %s: %s\n", id ? id : "?", err);
             goto done;
         }
-        double item_sum = 0, best = 0;
-        size_t n_r = json_array_size(rewards);
-        for (size_t s = 0; s < n_r; s++) {
-            double r = json_number_value(json_array_get(rewards, s));
-            item_sum += r;
-            if (s == 0 || r > best)
-                best = r;
+        json_decref(group);
+        if (!entry || json_array_append_new(results, entry) != 0) {
+            fprintf(stderr, "envsrv eval: out of memory\n");
+            goto done;
         }
-        sum += n_r ? item_sum / (double)n_r : 0;
-        pass1 += n_r ? item_sum / (double)n_r : 0;   /* expected reward of one sample */
-        passk += best >= 1.0 ? 1.0 : 0.0;
-        json_t *completions = json_array();
-        for (size_t s = 0; s < res.n_samples; s++)
-            json_array_append_new(completions, json_stringn(res.samples[s].text, res.samples[s].text_len));
-        json_array_append_new(results, json_pack("{s:s, s:o, s:o, s:b}", "id", id, "rewards", rewards,
-                                                 "completions", completions, "prompt_too_long", too_long));
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "\reval %s: %zu/%zu items", lenv_name(env), idx + 1, json_array_size(items));
-        json_decref(item);
-        json_decref(scored);
-        inf_result_free(&res);
-        free(ids);
-        free(prompt);
+        sum += st.n ? st.reward_sum / (double)st.n : 0;   /* expected reward of one sample */
+        passk += st.n && st.reward_best >= 1.0 ? 1.0 : 0.0;
+        new_tokens += st.new_tokens;
+        if (tty)
+            eval_progress(lenv_name(env), idx + 1, n_items, new_tokens, seconds_since(&t0));
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (isatty(STDERR_FILENO))
+    double secs = seconds_since(&t0);
+    if (tty)
         fputc('\n', stderr);
-    size_t n_items = json_array_size(items);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     double mean = n_items ? sum / (double)n_items : 0;
-    report = json_pack("{s:s, s:s, s:s, s:s?, s:{s:s, s:s}, s:{s:i, s:i, s:f, s:I}, s:I, s:f, s:f, s:f, "
-                       "s:I, s:f, s:o}",
+    double tps = secs > 0 ? (double)new_tokens / secs : 0.0;
+    report = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:{s:i, s:i, s:f, s:f, s:i, s:f, s:I}, "
+                       "s:I, s:f, s:f, s:f, s:I, s:f, s:f, s:o}",
                        "env", lenv_name(env), "env_version", lenv_version(env),
                        "dataset_hash", lenv_dataset_hash(env), "split", a.split,
-                       "model", "path", a.model, "sha256", model_hash,
+                       "model", model_json(&a, bundle),
                        "sampler", "samples", a.opts.n_samples, "max_tokens", a.opts.max_tokens,
-                       "temperature", (double)a.opts.temperature, "seed", (json_int_t)a.opts.seed,
+                       "temperature", (double)a.opts.temperature, "top_p", (double)a.opts.top_p,
+                       "top_k", a.opts.top_k, "min_p", (double)a.opts.min_p, "seed", (json_int_t)a.opts.seed,
                        "items", (json_int_t)n_items, "mean_reward", mean,
-                       "pass@1", n_items ? pass1 / (double)n_items : 0,
-                       "pass@k", n_items ? passk / (double)n_items : 0,
-                       "new_tokens", (json_int_t)new_tokens,
-                       "tokens_per_second", secs > 0 ? (double)new_tokens / secs : 0.0,
+                       "pass@1", mean, "pass@k", n_items ? passk / (double)n_items : 0,
+                       "new_tokens", (json_int_t)new_tokens, "tokens_per_second", tps, "seconds", secs,
                        "results", results);
     results = NULL;
     if (!report) {
         fprintf(stderr, "envsrv eval: out of memory\n");
         goto done;
     }
-    printf("env %s (version %s), model %s (sha256 %.16s)\n", lenv_name(env), lenv_version(env), a.model,
-           model_hash);
-    printf("items %zu, samples %d: mean reward %.4f, pass@1 %.4f, pass@%d %.4f, %.0f tokens/s\n", n_items,
-           a.opts.n_samples, mean, n_items ? pass1 / (double)n_items : 0, a.opts.n_samples,
-           n_items ? passk / (double)n_items : 0, secs > 0 ? (double)new_tokens / secs : 0.0);
+    if (a.openai)
+        printf("env %s (version %s), model %s at %s\n", lenv_name(env), lenv_version(env),
+               a.model_name ? a.model_name : "(unnamed)", a.base_url);
+    else
+        printf("env %s (version %s), model %s (%s, sha256 %.16s, chat template %s)\n", lenv_name(env),
+               lenv_version(env), a.model, inf_bundle_format_name(bundle), inf_bundle_sha256(bundle),
+               inf_bundle_template_name(bundle));
+    printf("items %zu, samples %d: mean reward %.4f, pass@1 %.4f, pass@%d %.4f, %zu tokens in %.1f s "
+           "(%.0f tokens/s)\n", n_items, a.opts.n_samples, mean, mean, a.opts.n_samples,
+           n_items ? passk / (double)n_items : 0, new_tokens, secs, tps);
     if (a.report && json_dump_file(report, a.report, JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
         fprintf(stderr, "envsrv eval: cannot write the report to '%s'\n", a.report);
         goto done;
     }
     if (a.has_min_score && mean < a.min_score) {
         printf("FAIL: mean reward %.4f is under --min-score %g\n", mean, a.min_score);
-        status = 1;
         goto done;
     }
     status = 0;
@@ -345,8 +375,9 @@ done:
     json_decref(report);
     json_decref(results);
     json_decref(items);
-    inf_tokenizer_free(tok);
-    inf_model_free(model);
+    srv__sampler_free(sampler);
+    inf_bundle_free(bundle);
+    lenv_chat_template_free(lua);
     lenv_free(env);
     return status;
 }
@@ -358,39 +389,10 @@ static const char rollout_usage[] =
     "\n"
     "Writes G scored groups (N completions of one item each) as JSON lines in the\n"
     "trajectory format of POST /scored_data: tokens, masks (-100 on prompt\n"
-    "positions), scores, inference_logprobs, plus the item id, completions and\n"
-    "what produced them. Options as for `envsrv eval` (--data, --split, --tokenizer,\n"
-    "--max-tokens, --temperature (default 1.0), --seed, --threads).\n";
-
-/* One group as a JSON line: new object, NULL when out of memory. */
-static json_t *rollout_group(const lenv_env *env, const char *id, const int *prompt, size_t n_prompt,
-                             const inf_result *res, const json_t *rewards, const inf_gen_options *opts)
-{
-    json_t *tokens = json_array(), *masks = json_array(), *lps = json_array(), *texts = json_array();
-    for (size_t s = 0; s < res->n_samples; s++) {
-        const inf_sample *smp = &res->samples[s];
-        json_t *t = json_array(), *m = json_array(), *l = json_array();
-        for (size_t i = 0; i < n_prompt; i++) {
-            json_array_append_new(t, json_integer(prompt[i]));
-            json_array_append_new(m, json_integer(-100));
-            json_array_append_new(l, json_real(0.0));
-        }
-        for (size_t i = 0; i < smp->n_tokens; i++) {
-            json_array_append_new(t, json_integer(smp->tokens[i]));
-            json_array_append_new(m, json_integer(smp->tokens[i]));
-            json_array_append_new(l, json_real(smp->logprobs[i]));
-        }
-        json_array_append_new(tokens, t);
-        json_array_append_new(masks, m);
-        json_array_append_new(lps, l);
-        json_array_append_new(texts, json_stringn(smp->text, smp->text_len));
-    }
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:O, s:o, s:o, s:{s:f, s:I, s:i}}", "env", lenv_name(env),
-                     "env_version", lenv_version(env), "item_id", id, "tokens", tokens, "masks", masks,
-                     "scores", rewards, "inference_logprobs", lps, "completions", texts,
-                     "generation_params", "temperature", (double)opts->temperature, "seed",
-                     (json_int_t)opts->seed, "max_tokens", opts->max_tokens);
-}
+    "positions), scores, inference_logprobs, plus the item id, completions, finish\n"
+    "reasons and what produced them. Options as for `envsrv eval` (--data, --split,\n"
+    "--tokenizer, --chat-template, --backend openai --base-url URL, --max-tokens,\n"
+    "--temperature (default 1.0), --seed, --threads).\n";
 
 int srv_cmd_rollout(int argc, char **argv)
 {
@@ -442,79 +444,39 @@ int srv_cmd_rollout(int argc, char **argv)
 
     int status = 1;
     lenv_env *env = NULL;
-    inf_model *model = NULL;
-    inf_tokenizer *tok = NULL;
+    inf_bundle *bundle = NULL;
+    lenv_chat_template *lua = NULL;
+    srv__sampler *sampler = NULL;
     json_t *items = NULL;
     FILE *out = NULL;
     lenv_error lerr = { 0 };
-    inf_error ierr = { 0 };
-    char tok_path[4096];
-    if (!a.tokenizer) {
-        const char *slash = strrchr(a.model, '/');
-        snprintf(tok_path, sizeof tok_path, "%.*s%stokenizer.bin", slash ? (int)(slash - a.model) : 0,
-                 a.model, slash ? "/" : "");
-        a.tokenizer = tok_path;
-    }
-    lenv_data_source src = { NULL, a.data };
-    lenv_options o = LENV_OPTIONS_INIT;
-    o.name_or_path = a.env;
-    o.data = a.data ? &src : NULL;
-    o.n_data = a.data ? 1 : 0;
-    if (lenv_open(&env, &o, &lerr) != 0 || lenv_sample(&items, env, a.split, groups, a.opts.seed, &lerr) != 0) {
+    if (open_eval_env(&env, &a, "rollout") != 0)
+        goto done;
+    if (lenv_sample(&items, env, a.split, groups, a.opts.seed, &lerr) != 0) {
         fprintf(stderr, "envsrv rollout: %s\n", lerr.message);
         goto done;
     }
-    if (inf_model_load_llama2c(&model, a.model, &ierr) != 0 ||
-        inf_tokenizer_load_llama2c(&tok, a.tokenizer, inf_model_config(model)->vocab_size, &ierr) != 0) {
-        fprintf(stderr, "envsrv rollout: %s\n", ierr.message);
+    if (open_eval_sampler(&bundle, &lua, &sampler, &a, "rollout") != 0)
         goto done;
-    }
     out = fopen(outpath, "w");
     if (!out) {
         fprintf(stderr, "envsrv rollout: cannot write '%s': %s\n", outpath, strerror(errno));
         goto done;
     }
-    size_t idx, written = 0;
-    json_t *view;
-    json_array_foreach(items, idx, view) {
-        const char *id = json_string_value(json_object_get(view, "id"));
-        json_t *item = NULL, *scored = NULL, *line = NULL;
-        char *prompt = render_messages(json_object_get(view, "prompt"));
-        int *ids = NULL;
-        size_t n_ids = 0;
-        inf_result res = { 0 };
-        const char **t = NULL;
-        size_t *l = NULL;
-        int ok = prompt && lenv_item_get(&item, env, id, &lerr) == 0 &&
-                 inf_tokenizer_encode(&ids, &n_ids, tok, prompt, strlen(prompt), INF_TOK_BOS, &ierr) == 0 &&
-                 inf_generate(&res, model, tok, ids, n_ids, &a.opts, &ierr) == 0;
-        if (ok) {
-            t = malloc(res.n_samples * sizeof *t);
-            l = malloc(res.n_samples * sizeof *l);
-            ok = t && l;
-            for (size_t s = 0; ok && s < res.n_samples; s++) {
-                t[s] = res.samples[s].text;
-                l[s] = res.samples[s].text_len;
-            }
-        }
-        ok = ok && lenv_score(&scored, env, item, t, l, res.n_samples, &lerr) == 0;
-        if (ok)
-            line = rollout_group(env, id, ids, n_ids, &res, json_object_get(scored, "rewards"), &a.opts);
-        ok = ok && line && json_dumpf(line, out, JSON_COMPACT) == 0 && fputc('\n', out) != EOF;
-        if (!ok)
-            fprintf(stderr, "envsrv rollout: item %s: %s\n", id ? id : "?",
-                    lerr.message[0] ? lerr.message : ierr.message[0] ? ierr.message : "out of memory or disk");
-        written += ok;
-        free(t);
-        free(l);
+    size_t written = 0;
+    for (size_t idx = 0; idx < json_array_size(items); idx++) {
+        const char *id = json_string_value(json_object_get(json_array_get(items, idx), "id"));
+        json_t *line = NULL;
+        srv__group_stats st;
+        char err[512] = "out of memory or disk";
+        int ok = srv__rollout_group(&line, &st, sampler, env, id, &a.opts, &lerr, err, sizeof err) == 0 &&
+                 json_dumpf(line, out, JSON_COMPACT) == 0 && fputc('\n', out) != EOF;
         json_decref(line);
-        json_decref(item);
-        json_decref(scored);
-        inf_result_free(&res);
-        free(ids);
-        free(prompt);
-        if (!ok)
+        if (!ok) {
+            fprintf(stderr, "envsrv rollout: item %s: %s\n", id ? id : "?", err);
             goto done;
+        }
+        written++;
     }
     if (fclose(out) != 0) {
         out = NULL;
@@ -522,15 +484,17 @@ int srv_cmd_rollout(int argc, char **argv)
         goto done;
     }
     out = NULL;
-    printf("wrote %zu groups of %d to %s (env %s version %s)\n", written, group_size, outpath, lenv_name(env),
-           lenv_version(env));
+    printf("wrote %zu groups of %d to %s (env %s version %s, model %s%.*s)\n", written, group_size, outpath,
+           lenv_name(env), lenv_version(env), a.openai ? "at " : "sha256 ", a.openai ? (int)strlen(a.base_url) : 16,
+           a.openai ? a.base_url : inf_bundle_sha256(bundle));
     status = 0;
 done:
     if (out)
         fclose(out);
     json_decref(items);
-    inf_tokenizer_free(tok);
-    inf_model_free(model);
+    srv__sampler_free(sampler);
+    inf_bundle_free(bundle);
+    lenv_chat_template_free(lua);
     lenv_free(env);
     return status;
 }

@@ -5,7 +5,9 @@
  *   envsrv generate --model stories260K.bin --tokenizer tok512.bin \
  *                   --prompt "Once upon a time" --temperature 0 --max-tokens 100
  *
- * Models: llama2.c checkpoints (.bin) with their tokenizer.bin. Output: the
+ * Models: anything inf_bundle_load reads (a HuggingFace folder, a GGUF file,
+ * a llama2.c checkpoint with its tokenizer.bin); the prompt is raw text
+ * encoded after BOS, with no chat template. Output: the
  * prompt's completion (n = 1), or each sample under a header line (n > 1);
  * statistics go to stderr so stdout stays the text alone.
  */
@@ -22,8 +24,9 @@
 static const char generate_usage[] =
     "usage: envsrv generate --model PATH [--tokenizer PATH] --prompt TEXT [options]\n"
     "\n"
-    "  --model PATH          a llama2.c checkpoint (.bin)\n"
-    "  --tokenizer PATH      its tokenizer.bin (default: tokenizer.bin beside the model)\n"
+    "  --model PATH          a HuggingFace folder, a .gguf file or a llama2.c checkpoint\n"
+    "  --tokenizer PATH      tokenizer.json, .gguf or tokenizer.bin (default: the model's own;\n"
+    "                        tokenizer.bin beside a llama2.c checkpoint)\n"
     "  --prompt TEXT         the text to continue (may be empty: start from BOS)\n"
     "  --max-tokens N        new tokens per sample (default 256)\n"
     "  --temperature T       0 is greedy (default 1.0)\n"
@@ -106,42 +109,29 @@ static int parse_generate_args(gen_args *a, int argc, char **argv)
     return 0;
 }
 
-/* tokenizer.bin in the model's folder. Returns 0, or -1 when it does not fit. */
-static int default_tokenizer(char *out, size_t outlen, const char *model)
-{
-    const char *slash = strrchr(model, '/');
-    int n = slash ? snprintf(out, outlen, "%.*s/tokenizer.bin", (int)(slash - model), model)
-                  : snprintf(out, outlen, "tokenizer.bin");
-    return n > 0 && (size_t)n < outlen ? 0 : -1;
-}
-
 int srv_cmd_generate(int argc, char **argv)
 {
     gen_args a = { 0 };
     if (parse_generate_args(&a, argc, argv) != 0)
         return 2;
     int status = 1;
-    inf_model *model = NULL;
-    inf_tokenizer *tok = NULL;
+    inf_bundle *bundle = NULL;
     int *ids = NULL;
     size_t n_ids = 0;
     inf_result res = { 0 };
     inf_error err = { 0 };
-    char tok_path[4096];
-    if (!a.tokenizer) {
-        if (default_tokenizer(tok_path, sizeof tok_path, a.model) != 0) {
-            fprintf(stderr, "envsrv generate: model path too long\n");
-            return 2;
-        }
-        a.tokenizer = tok_path;
-    }
-    if (inf_model_load_llama2c(&model, a.model, &err) != 0 ||
-        inf_tokenizer_load_llama2c(&tok, a.tokenizer, inf_model_config(model)->vocab_size, &err) != 0 ||
-        inf_tokenizer_encode(&ids, &n_ids, tok, a.prompt, strlen(a.prompt), INF_TOK_BOS, &err) != 0)
+    if (inf_bundle_load(&bundle, a.model, a.tokenizer, NULL, &err) != 0 ||
+        inf_bundle_encode_text(&ids, &n_ids, bundle, a.prompt, strlen(a.prompt), &err) != 0)
         goto fail;
+    if (n_ids == 0) {
+        fprintf(stderr, "envsrv generate: the prompt is empty and the tokenizer has no BOS token to "
+                        "start from\n");
+        goto done;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (inf_generate(&res, model, tok, ids, n_ids, &a.opts, &err) != 0)
+    if (inf_generate(&res, inf_bundle_model(bundle), inf_bundle_tokenizer(bundle), ids, n_ids, &a.opts,
+                     &err) != 0)
         goto fail;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     size_t total = 0;
@@ -164,7 +154,6 @@ fail:
 done:
     inf_result_free(&res);
     free(ids);
-    inf_tokenizer_free(tok);
-    inf_model_free(model);
+    inf_bundle_free(bundle);
     return status;
 }

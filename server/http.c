@@ -219,6 +219,8 @@ static int wants_pool(const srv_server *srv, const srv__request *req)
     int flags = srv__routes[req->route].flags;
     if (flags & SRV__ROUTE_POOL)
         return 1;
+    if (flags & SRV__ROUTE_GEN)   /* without a model the handler answers 409 at once */
+        return srv->gen_pool != NULL;
     if (!(flags & SRV__ROUTE_POOL_IF_LONG))
         return 0;
     /* /v1/envs/{env}/...: that env. /v1/episodes/{id}/step names no env, so
@@ -235,14 +237,16 @@ static enum MHD_Result run_on_pool(struct MHD_Connection *conn, http_req *hr, sr
 {
     hr->pool_handler = handler;
     hr->job.fn = pool_job;
+    int gen = (srv__routes[hr->req.route].flags & SRV__ROUTE_GEN) != 0;
     MHD_suspend_connection(conn);
-    int rc = srv__pool_submit(hr->req.srv->pool, &hr->job);
+    int rc = srv__pool_submit(gen ? hr->req.srv->gen_pool : hr->req.srv->pool, &hr->job);
     if (rc != 0) {
         if (rc == -2)
             srv__reply_error(&hr->deferred, 503, "shutting_down", "the server is shutting down");
         else
             srv__reply_error(&hr->deferred, 503, "queue_full",
-                             "too many runs are waiting for a sandbox worker; retry later");
+                             "too many requests are waiting for a %s; retry later",
+                             gen ? "turn on the model" : "sandbox worker");
         hr->deferred.retry_after_s = 1;
         atomic_store(&hr->deferred_ready, 1);
         MHD_resume_connection(conn);
@@ -520,6 +524,17 @@ int srv_start(srv_server **out, const srv_options *opts, char *errbuf, size_t er
     srv->pool = srv__pool_new(srv->sandbox.workers, srv->sandbox.queue, errbuf, errlen);
     if (!srv->pool)
         goto done;
+    /* The model: one generation worker, so requests take turns on it in
+     * arrival order and never hold a sandbox worker while they wait. */
+    srv->started = (long long)time(NULL);
+    srv->model_name = strdup(opts->model_name ? opts->model_name : "envsrv");
+    if (!srv->model_name) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto done;
+    }
+    if (opts->model && (srv__sampler_local(&srv->sampler, opts->model, opts->gen_threads, errbuf, errlen) != 0 ||
+                        !(srv->gen_pool = srv__pool_new(1, SRV_GEN_QUEUE, errbuf, errlen))))
+        goto done;
 
     /* MHD_ALLOW_SUSPEND_RESUME: pool routes suspend their connection. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
@@ -574,6 +589,7 @@ void srv_stop(srv_server *srv)
      * their connections) before the drain below, which they are part of; a
      * pool route arriving later is answered 503 at once. */
     srv__pool_stop(srv->pool);
+    srv__pool_stop(srv->gen_pool);
     drain_sync *ds = srv->drain_sync;
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -597,6 +613,9 @@ void srv_free(srv_server *srv)
     srv__metrics_free(srv->metrics);
     srv__buffer_free(srv->buffer);
     srv__pool_free(srv->pool);
+    srv__pool_free(srv->gen_pool);
+    srv__sampler_free(srv->sampler);
+    free(srv->model_name);
     free(srv->envs);
     free(srv->api_key);
     if (srv->drain_sync) {

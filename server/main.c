@@ -21,9 +21,10 @@
 #include <lua.h>
 #include <microhttpd.h>
 
+#include "inference/inference.h"
 #include "lua/lenv.h"
 #include "sandbox/sandbox.h"
-#include "server/server.h"
+#include "server/server_int.h"
 
 #define MAX_ENVS 64
 #define MAX_DATA 256
@@ -63,6 +64,16 @@ static const char usage[] =
     "  --journal DIR             journal accepted groups in DIR (default ./.envsrv)\n"
     "  --no-journal              keep the trajectory buffer in memory only\n"
     "  --journal-compact BYTES   compact the journal past this many dead bytes (default 64M)\n"
+    "  --model PATH              load a model for the generation routes (rollouts, /v1/completions,\n"
+    "                            /v1/chat/completions): a HuggingFace folder, a .gguf file or a\n"
+    "                            llama2.c checkpoint\n"
+    "  --tokenizer PATH          its tokenizer (default: the model's own; tokenizer.bin beside a\n"
+    "                            llama2.c checkpoint)\n"
+    "  --chat-template FILE      a ChatML or Llama-3 Jinja template, a tokenizer_config.json, a\n"
+    "                            .lua file returning function(messages) -> string, or 'plain'\n"
+    "                            (default: the model's own)\n"
+    "  --model-name NAME         the model's name in OpenAI answers (default: the path's last part)\n"
+    "  --gen-threads N           CPU threads of one generation (default 1)\n"
     "  --curriculum target=0.5,window=256\n"
     "                            adaptive difficulty of procedural (gen-*) envs; its state\n"
     "                            is kept in the journal folder across restarts\n"
@@ -81,6 +92,7 @@ typedef struct config {
     data_arg data[MAX_DATA];
     size_t n_data;
     const char *curriculum;  /* --curriculum spec, NULL for the defaults */
+    const char *model, *tokenizer, *chat_template, *model_name;  /* --model and friends */
     srv_options srv;
 } config;
 
@@ -305,7 +317,8 @@ static void parse_args(config *cfg, int argc, char **argv)
                                              "--sandbox-queue", "--sandbox-limits",
                                              "--max-queue", "--sync", "--max-staleness",
                                              "--vocab-size", "--journal", "--journal-compact",
-                                             "--curriculum" };
+                                             "--curriculum", "--model", "--tokenizer",
+                                             "--chat-template", "--model-name", "--gen-threads" };
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(name, known[k]) == 0;
@@ -371,6 +384,18 @@ static void parse_args(config *cfg, int argc, char **argv)
             cfg->srv.buffer.journal_dir = value;
         } else if (strcmp(name, "--journal-compact") == 0) {
             cfg->srv.buffer.journal_compact = parse_size(name, value);
+        } else if (strcmp(name, "--model") == 0) {
+            cfg->model = value;
+        } else if (strcmp(name, "--tokenizer") == 0) {
+            cfg->tokenizer = value;
+        } else if (strcmp(name, "--chat-template") == 0) {
+            cfg->chat_template = value;
+        } else if (strcmp(name, "--model-name") == 0) {
+            if (!value[0])
+                bad_args("--model-name needs a name");
+            cfg->model_name = value;
+        } else if (strcmp(name, "--gen-threads") == 0) {
+            cfg->srv.gen_threads = (int)parse_uint(name, value, 1, INF_MAX_THREADS);
         } else if (strcmp(name, "--curriculum") == 0) {
             lenv_curriculum_options co;
             lenv_error err = { 0 };
@@ -411,6 +436,19 @@ static int open_env(lenv_env **out, config *cfg, const char *arg, const char *ke
     o.n_data = n;
     o.n_states = n_states;
     return lenv_open(out, &o, err);
+}
+
+/* The served model's default name: the last part of its path, without a
+ * trailing slash ("models/Qwen2.5-0.5B/" -> "Qwen2.5-0.5B"). */
+static void default_model_name(char *out, size_t outlen, const char *path)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    snprintf(out, outlen, "%.*s", (int)(len - start), path + start);
 }
 
 static int cmd_list(void)
@@ -486,6 +524,9 @@ int main(int argc, char **argv)
     lenv_env *envs[MAX_ENVS] = { 0 };
     size_t n_open = 0;
     srv_server *srv = NULL;
+    inf_bundle *model = NULL;
+    lenv_chat_template *model_template = NULL;
+    char model_name[256];
 
     if (argc >= 2 && strcmp(argv[1], "generate") == 0)
         return srv_cmd_generate(argc, argv);
@@ -499,6 +540,8 @@ int main(int argc, char **argv)
         return cmd_list();
     }
     parse_args(&cfg, argc, argv);
+    if ((cfg.tokenizer || cfg.chat_template || cfg.model_name || cfg.srv.gen_threads) && !cfg.model)
+        bad_args("--tokenizer, --chat-template, --model-name and --gen-threads need --model");
     if (cfg.n_envs == 0)
         cfg.envs[cfg.n_envs++] = "gsm8k";
     if (!cfg.srv.api_key) {
@@ -579,6 +622,19 @@ int main(int argc, char **argv)
             goto done;
         }
 
+    /* The model, loaded once for every generation request. */
+    if (cfg.model) {
+        char err[512];
+        if (srv__model_load(&model, &model_template, cfg.model, cfg.tokenizer, cfg.chat_template, err,
+                            sizeof err) != 0) {
+            fprintf(stderr, "envsrv: --model: %s\n", err);
+            goto done;
+        }
+        default_model_name(model_name, sizeof model_name, cfg.model);
+        cfg.srv.model = model;
+        cfg.srv.model_name = cfg.model_name ? cfg.model_name : model_name;
+    }
+
     /* Block the shutdown signals before any thread exists, so every thread
      * inherits the mask and only sigwait() below ever sees them. */
     sigset_t stop_signals;
@@ -606,6 +662,10 @@ int main(int argc, char **argv)
         printf("env %s version %s: %s\n", lenv_name(envs[i]), lenv_version(envs[i]),
                lenv_description(envs[i]));
     printf("%u worker threads%s\n", srv_threads(srv), cfg.srv.api_key ? ", API key required" : "");
+    if (model)
+        printf("model %s (%s, sha256 %.16s, chat template %s) from %s\n", cfg.srv.model_name,
+               inf_bundle_format_name(model), inf_bundle_sha256(model), inf_bundle_template_name(model),
+               cfg.model);
     printf("sandbox: %s (%s)\n",
            cfg.srv.sandbox.ready ? sbx_tier_name(sbx_current_tier()) : "unavailable",
            cfg.srv.sandbox.strict ? "strict" : "best-effort");
@@ -622,6 +682,8 @@ int main(int argc, char **argv)
     status = 0;
 done:
     srv_free(srv);
+    inf_bundle_free(model);
+    lenv_chat_template_free(model_template);
     for (size_t i = 0; i < n_open; i++)
         lenv_free(envs[i]);
     for (size_t d = 0; d < cfg.n_data; d++)

@@ -22,6 +22,11 @@ const srv__route srv__routes[] = {
     { "POST", "/v1/episodes/{id}/step", srv__api_episode_step, SRV__ROUTE_POOL_IF_LONG },
     { "GET", "/v1/sandbox", srv__api_sandbox_info, SRV__ROUTE_INLINE },
     { "POST", "/v1/sandbox/run", srv__api_sandbox_run, SRV__ROUTE_POOL },
+    /* The built-in sampler (--model): docs/api.md "Generation". */
+    { "POST", "/v1/envs/{env}/rollouts", srv__api_rollouts, SRV__ROUTE_GEN },
+    { "POST", "/v1/completions", srv__api_completions, SRV__ROUTE_GEN },
+    { "POST", "/v1/chat/completions", srv__api_chat_completions, SRV__ROUTE_GEN },
+    { "GET", "/v1/models", srv__api_models, SRV__ROUTE_INLINE },
     /* Atropos-compatible trajectory buffer (docs/trajectory.md). */
     { "POST", "/register", srv__api_register, SRV__ROUTE_INLINE },
     { "POST", "/register-env", srv__api_register_env, SRV__ROUTE_INLINE },

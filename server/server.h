@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "inference/inference.h"
 #include "lua/lenv.h"
 #include "sandbox/sandbox.h"
 
@@ -83,9 +84,21 @@ typedef struct srv_options {
     size_t n_envs;
     srv_buffer_options buffer; /* the trajectory buffer; all zero means defaults */
     srv_sandbox_options sandbox; /* the sandbox API; all zero means "not initialised" */
+    /* The built-in sampler (--model): borrowed, must outlive the server;
+     * NULL serves no model (the generation routes answer 409). */
+    const inf_bundle *model;
+    const char *model_name;  /* borrowed; the "model" of OpenAI answers; NULL means "envsrv" */
+    int gen_threads;         /* CPU threads of one generation; 0 means 1 */
 } srv_options;
 
-#define SRV_OPTIONS_INIT { NULL, SRV_DEFAULT_PORT, 0, NULL, 0, 0, 0, NULL, 0, { 0 }, { 0 } }
+/* Generation requests (POST /v1/envs/{env}/rollouts, /v1/completions,
+ * /v1/chat/completions) run one at a time on their own worker thread; these
+ * cap one request so that it cannot hold the model for long. */
+#define SRV_GEN_QUEUE        64     /* requests waiting for the model before 503 */
+#define SRV_GEN_MAX_SAMPLES  64     /* group_size, n */
+#define SRV_GEN_MAX_ITEMS    64     /* item_ids / n_items of one rollouts request */
+
+#define SRV_OPTIONS_INIT { NULL, SRV_DEFAULT_PORT, 0, NULL, 0, 0, 0, NULL, 0, { 0 }, { 0 }, NULL, NULL, 0 }
 
 typedef struct srv_server srv_server;
 

@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "inference/inference.h"
 #include "lua/lenv.h"
 #include "server/server.h"
 
@@ -28,6 +29,7 @@
 typedef struct srv__metrics srv__metrics;
 typedef struct srv__pool srv__pool;
 typedef struct srv__buffer srv__buffer;
+typedef struct srv__sampler srv__sampler;
 
 /* The server object. Everything here is set at start and read-only while the
  * daemon runs, except what is atomic or behind the store's own lock. */
@@ -48,6 +50,10 @@ struct srv_server {
     srv__pool *pool;            /* owned: runs the SRV__ROUTE_POOL routes */
     srv_sandbox_options sandbox; /* copied from srv_options, limits defaulted */
     srv__buffer *buffer;        /* owned: the trajectory buffer (buffer.c) */
+    srv__sampler *sampler;      /* owned; NULL without --model */
+    srv__pool *gen_pool;        /* owned: one worker running the SRV__ROUTE_GEN routes */
+    char *model_name;           /* owned */
+    long long started;          /* Unix time of srv_start, for /v1/models */
 };
 
 /* One HTTP request as the handlers see it. Created by http.c on the first
@@ -103,6 +109,9 @@ typedef void (*srv__handler)(srv__response *resp, srv__request *req);
  * (lenv_is_long_running: it runs code), inline otherwise, so fast envs keep
  * the short path. */
 #define SRV__ROUTE_POOL_IF_LONG 2
+/* SRV__ROUTE_GEN: generation, on the server's one generation worker (the
+ * model runs one request at a time; a full queue is a 503). */
+#define SRV__ROUTE_GEN 4
 
 typedef struct srv__route {
     const char *method;
@@ -172,6 +181,27 @@ void srv__api_episode_step(srv__response *resp, srv__request *req);
 void srv__api_metrics(srv__response *resp, srv__request *req);
 void srv__api_sandbox_info(srv__response *resp, srv__request *req);
 void srv__api_sandbox_run(srv__response *resp, srv__request *req);
+void srv__api_rollouts(srv__response *resp, srv__request *req);
+void srv__api_completions(srv__response *resp, srv__request *req);
+void srv__api_chat_completions(srv__response *resp, srv__request *req);
+void srv__api_models(srv__response *resp, srv__request *req);
+
+/* Sampling parameters of a generation request: options plus storage for the
+ * stop strings (borrowed from the request body). */
+typedef struct srv__gen_params {
+    inf_gen_options opts;
+    const char *stops[INF_MAX_STOPS];
+} srv__gen_params;
+
+/*
+ * Reads temperature, top_p, top_k, min_p, seed, stop (a string or an array
+ * of strings), the sample count `n_key` (1..SRV_GEN_MAX_SAMPLES; NULL: none)
+ * and the token budget `max_key` (1..max_tokens_cap) from `body` over the
+ * defaults already in p->opts. Returns 0, or -1 with *param naming the field
+ * at fault and a one-line message in msg. (api_generate.c)
+ */
+int srv__parse_gen_params(srv__gen_params *p, const json_t *body, const char *n_key, const char *max_key,
+                          int max_tokens_cap, const char **param, char *msg, size_t msglen);
 
 /* ---- workers.c: the worker pool -------------------------------------------------- */
 
@@ -367,5 +397,123 @@ char *srv__metrics_render(size_t *len, srv__metrics *m, size_t episodes_open, lo
 
 /* Monotonic nanoseconds. */
 uint64_t srv__now_ns(void);
+
+
+/* ---- sampler.c: generation for rollouts ------------------------------------------
+ *
+ * Shared by `envsrv eval`, `envsrv rollout` and the server's generation
+ * routes, so that a group is generated, scored and written one way.
+ */
+
+/* Results of generation besides 0. */
+#define SRV__GEN_EINVALID (-1)  /* bad input: the prompt cannot be encoded, bad options */
+#define SRV__GEN_ETOOLONG (-2)  /* the prompt leaves no room in the model's context */
+#define SRV__GEN_EENV     (-3)  /* the environment failed (unknown item, Lua error): see lenv_error */
+#define SRV__GEN_ENOMEM   (-4)
+#define SRV__GEN_EREMOTE  (-5)  /* an external server failed or answered garbage */
+
+/* The built-in engine over `b` (borrowed; it must outlive the sampler) with
+ * n_threads threads per generation. Generations are serialised by a mutex,
+ * so one sampler may be shared by every HTTP worker. 0, or -1 with errbuf. */
+int srv__sampler_local(srv__sampler **out, const inf_bundle *b, int n_threads, char *err, size_t errlen);
+void srv__sampler_free(srv__sampler *s);
+
+/* A prompt's completions. Everything is owned; free with srv__completions_free. */
+typedef struct srv__completions {
+    inf_result res;             /* the samples; tokens empty when !tokens_known */
+    int *prompt;                /* (n_prompt,) prompt ids; NULL when !tokens_known */
+    size_t n_prompt;
+    int tokens_known;           /* 0: a remote server gave text and logprobs only */
+} srv__completions;
+
+void srv__completions_free(srv__completions *c);
+
+/* ---- openai_client.c: an external OpenAI-compatible server ---------------------- */
+typedef struct srv__remote srv__remote;
+
+typedef struct srv__remote_options {
+    const char *base_url;       /* "http://host:port" or ".../v1" */
+    const char *api_key;        /* NULL or "": no Authorization header */
+    const char *model_name;     /* the request's "model"; NULL leaves it out */
+    long timeout_ms;            /* per request; 0 means 600 s */
+    /* A local copy of the served model's files (borrowed, may be NULL): its
+     * chat template renders prompts and its tokenizer gives prompt ids, and
+     * token ids are asked for, so groups carry tokens. */
+    const inf_bundle *bundle;
+    const char *chat_template;  /* without a bundle: as inf_chat_template_load_any; NULL: plain */
+    inf_render_fn render;       /* without a bundle: overrides chat_template (a Lua template) */
+    void *render_payload;
+} srv__remote_options;
+
+/* 0 with *out new (free with srv__remote_free), or -1 with err. */
+int srv__remote_new(srv__remote **out, const srv__remote_options *o, char *err, size_t errlen);
+void srv__remote_free(srv__remote *r);
+
+/* The completions URL requests go to. Borrowed from r. */
+const char *srv__remote_url(const srv__remote *r);
+
+/* As srv__sampler_generate, over POST /v1/completions. */
+int srv__remote_generate(srv__completions *out, srv__remote *r, const json_t *messages,
+                         const inf_gen_options *opts, char *err, size_t errlen);
+
+/* A sampler over `remote`, whose ownership it takes in every case. */
+int srv__sampler_remote(srv__sampler **out, srv__remote *remote, char *err, size_t errlen);
+
+/* The bundle of a local sampler (borrowed), NULL for a remote one. */
+const inf_bundle *srv__sampler_bundle(const srv__sampler *s);
+
+/* inf_generate on the local sampler's model, under its lock and with its
+ * thread count (opts->n_threads is replaced). Returns as inf_generate. */
+int srv__sampler_generate_ids(inf_result *res, srv__sampler *s, const int *ids, size_t n,
+                              const inf_gen_options *opts, inf_error *err);
+
+
+/* Generates opts->n_samples completions of the prompt `messages` (a JSON
+ * array of {role, content}, borrowed). Returns 0 or a SRV__GEN_* code with
+ * a one-line message in err; *out is empty on failure. */
+int srv__sampler_generate(srv__completions *out, srv__sampler *s, const json_t *messages,
+                          const inf_gen_options *opts, char *err, size_t errlen);
+
+/* A JSON messages array as inf_chat_messages whose strings are borrowed from
+ * `messages` (a missing role is "user", missing content ""). *out is a new
+ * array the caller free()s. 0, or -1 when out of memory. */
+int srv__messages_from_json(inf_chat_message **out, size_t *n, const json_t *messages);
+
+/* What one group came to, for eval's summary. */
+typedef struct srv__group_stats {
+    size_t n;                   /* completions scored */
+    size_t new_tokens;
+    double reward_sum, reward_best;
+    int prompt_too_long;        /* the failure was SRV__GEN_ETOOLONG */
+} srv__group_stats;
+
+/*
+ * Generates, scores and packs one group for item `item_id` of `env`: *out is
+ * a new object in the trajectory format (env, env_version, item_id, tokens,
+ * masks with -100 on prompt positions, scores, inference_logprobs,
+ * completions, finish_reasons, generation_params, model_sha256) that POST
+ * /scored_data accepts as it is. Returns 0 or a SRV__GEN_* code with a
+ * message in err (and lerr filled for SRV__GEN_EENV).
+ */
+int srv__rollout_group(json_t **out, srv__group_stats *st, srv__sampler *s, lenv_env *env,
+                       const char *item_id, const inf_gen_options *opts, lenv_error *lerr, char *err,
+                       size_t errlen);
+
+
+/* inf_render_fn over a Lua chat template (payload: an lenv_chat_template). */
+int srv__render_lua(char **text, size_t *len, const inf_chat_message *msgs, size_t n, void *payload,
+                    inf_error *err);
+
+/* Whether a --chat-template argument names a Lua template (ends in .lua). */
+int srv__is_lua_template(const char *path);
+
+/*
+ * --model, --tokenizer and --chat-template as every command reads them: the
+ * bundle (when `model` is not NULL) and, for a .lua template, the Lua
+ * template attached to it as its renderer. *bundle and *lua are new or NULL;
+ * free the bundle first, then the template. 0, or -1 with err.
+ */
+int srv__model_load(inf_bundle **bundle, lenv_chat_template **lua, const char *model, const char *tokenizer,
+                    const char *chat_template, char *err, size_t errlen);
 
 #endif

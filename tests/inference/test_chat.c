@@ -131,8 +131,8 @@ static void test_inference_chat__errors(void **state)
         const char *json, *needle;
     } cases[] = {
         {"{\"chat_template\": \"{{ '### Human: ' + message.content }}\"}",
-         "unsupported chat template in tokenizer_config.json; pass --chat-template FILE (a Lua "
-         "function)"},
+         "unsupported chat template in tokenizer_config.json; pass --chat-template FILE.lua (a Lua "
+         "function(messages) -> string)"},
         {"{\"bos_token\": \"<s>\"}", "has no chat_template; pass --chat-template FILE"},
         {"{\"chat_template\": ", "bad JSON"},
     };
