@@ -43,7 +43,9 @@ static const char eval_usage[] =
     "  --seed S              item choice and sampling seed (default 0)\n"
     "  --threads N           CPU threads (default 1)\n"
     "  --min-score X         exit 1 when the mean reward is under X\n"
-    "  --report PATH         write the JSON report there\n";
+    "  --report PATH         write the JSON report there\n"
+    "  --cache-dir DIR, --git-timeout SECONDS, --lock FILE   for git+URL@REV#PATH envs, as\n"
+    "                        for the server (the report's env_git names the commit)\n";
 
 typedef struct eval_args {
     const char *env, *data, *split, *model, *tokenizer, *report;
@@ -51,6 +53,7 @@ typedef struct eval_args {
     double min_score;
     int has_min_score, temperature_set;
     inf_gen_options opts;
+    srv_git_args git;     /* --cache-dir, --git-timeout, --lock */
 } eval_args;
 
 static int eval_num(double *out, const char *opt, const char *s, double min, double max)
@@ -83,6 +86,9 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         }
         const char *v = argv[++i];
         double d = 0;
+        int git = srv_git_option(&a->git, "envsrv eval", opt, v);
+        if (git < 0) return -1;
+        if (git > 0) continue;
         if (strcmp(opt, "--env") == 0) a->env = v;
         else if (strcmp(opt, "--data") == 0) a->data = v;
         else if (strcmp(opt, "--split") == 0) a->split = v;
@@ -175,8 +181,10 @@ static char *render_messages(const json_t *messages)
 int srv_cmd_eval(int argc, char **argv)
 {
     eval_args a = { 0 };
-    if (parse_eval_args(&a, argc, argv) != 0)
+    if (parse_eval_args(&a, argc, argv) != 0) {
+        lenv_lock_free(a.git.lock);
         return 2;
+    }
     int status = 1;
     lenv_env *env = NULL;
     inf_model *model = NULL;
@@ -196,6 +204,7 @@ int srv_cmd_eval(int argc, char **argv)
     o.name_or_path = a.env;
     o.data = a.data ? &src : NULL;
     o.n_data = a.data ? 1 : 0;
+    o.git = &a.git.opts;
     if (lenv_open(&env, &o, &lerr) != 0) {
         fprintf(stderr, "envsrv eval: %s\n", lerr.message);
         goto done;
@@ -322,7 +331,7 @@ int srv_cmd_eval(int argc, char **argv)
                        "tokens_per_second", secs > 0 ? (double)new_tokens / secs : 0.0,
                        "results", results);
     results = NULL;
-    if (!report) {
+    if (!report || (lenv_git_source(env) && json_object_set_new(report, "env_git", lenv_git_json(env)))) {
         fprintf(stderr, "envsrv eval: out of memory\n");
         goto done;
     }
@@ -348,6 +357,7 @@ done:
     inf_tokenizer_free(tok);
     inf_model_free(model);
     lenv_free(env);
+    lenv_lock_free(a.git.lock);
     return status;
 }
 
@@ -430,10 +440,11 @@ int srv_cmd_rollout(int argc, char **argv)
     eval_args a = { 0 };
     int prc = parse_eval_args(&a, n_rest, rest);
     free(rest);
-    if (prc != 0)
-        return 2;
-    if (!groups || !group_size || !outpath) {
-        fprintf(stderr, "envsrv rollout: --groups, --group-size and -o are required\n%s", rollout_usage);
+    if (prc != 0 || !groups || !group_size || !outpath) {
+        if (prc == 0)
+            fprintf(stderr, "envsrv rollout: --groups, --group-size and -o are required\n%s",
+                    rollout_usage);
+        lenv_lock_free(a.git.lock);
         return 2;
     }
     a.opts.n_samples = group_size;
@@ -460,6 +471,7 @@ int srv_cmd_rollout(int argc, char **argv)
     o.name_or_path = a.env;
     o.data = a.data ? &src : NULL;
     o.n_data = a.data ? 1 : 0;
+    o.git = &a.git.opts;
     if (lenv_open(&env, &o, &lerr) != 0 || lenv_sample(&items, env, a.split, groups, a.opts.seed, &lerr) != 0) {
         fprintf(stderr, "envsrv rollout: %s\n", lerr.message);
         goto done;
@@ -532,5 +544,6 @@ done:
     inf_tokenizer_free(tok);
     inf_model_free(model);
     lenv_free(env);
+    lenv_lock_free(a.git.lock);
     return status;
 }
