@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/support/gitrepo.h"
 #include "tests/support/support.h"
@@ -184,6 +185,47 @@ static void test_git_http_errors__clear_messages(void **state)
     free(err);
 }
 
+static void test_git_http_eval__report_names_the_commit(void **state)
+{
+    (void)state;
+    NEED_BIN();
+    char model[4096], tok[4096], spec[512], report[160], lockfile[160];
+    snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
+    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+    if (access(model, R_OK) != 0) {
+        print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", model);
+        skip();
+    }
+    snprintf(spec, sizeof spec, "git+%s@v1#envs/capitals.lua", url);
+    snprintf(report, sizeof report, "%s/report.json", root);
+    snprintf(lockfile, sizeof lockfile, "%s/eval.lock", root);
+    char *out = NULL, *err = NULL;
+    const char *const lock_args[] = { "lock", "--env", spec, "--cache-dir", cache, "-o", lockfile, NULL };
+    assert_int_equal(tsup_run(&out, &err, lock_args), 0);
+    free(out);
+    free(err);
+    const char *const args[] = { "eval", "--env", spec, "--cache-dir", cache, "--lock", lockfile,
+                                 "--git-timeout", "5", "--model", model, "--tokenizer", tok,
+                                 "--limit", "1", "--max-tokens", "4", "--report", report, NULL };
+    assert_int_equal(tsup_run(&out, &err, args), 0);
+    free(out);
+    free(err);
+    json_t *r = json_load_file(report, 0, NULL);
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "env_git"), "commit")), c1);
+    char want[32];
+    snprintf(want, sizeof want, "+git.%.12s.", c1);
+    assert_non_null(strstr(json_string_value(json_object_get(r, "env_version")), want));
+    json_decref(r);
+    /* A spec the lock does not list is refused by eval too. */
+    const char *const refused[] = { "eval", "--env", "gsm8k", "--lock", lockfile, "--model", model,
+                                    "--tokenizer", tok, "--limit", "1", NULL };
+    assert_int_equal(tsup_run(&out, &err, refused), 1);
+    assert_non_null(strstr(err, "not in the lock file"));
+    free(out);
+    free(err);
+}
+
 /* ---- the patch env ---------------------------------------------------------------- */
 
 static json_t *score(unsigned port, json_t *body)
@@ -344,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_git_http_serve__env_version_names_the_commit),
         cmocka_unit_test(test_git_http_lock__serves_the_locked_commit_only),
         cmocka_unit_test(test_git_http_errors__clear_messages),
+        cmocka_unit_test(test_git_http_eval__report_names_the_commit),
         cmocka_unit_test(test_git_http_patch__sample_task),
         cmocka_unit_test(test_git_http_patch__repository_by_path_and_url),
     };
