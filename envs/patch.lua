@@ -43,9 +43,16 @@ local function reward_mode(item)
   return item.reward_mode or defaults.reward_mode
 end
 
-local function tail(s, n)
-  if #s <= n then return s end
-  return "..." .. s:sub(-n)
+-- Text of at most n bytes (the end) that is valid UTF-8, invalid bytes made
+-- '?': program output and libgit2's messages go into details, which must
+-- convert to JSON.
+local function clean(s, n)
+  if #s > n then s = s:sub(-n) end
+  while true do
+    local ok, bad = utf8.len(s)
+    if ok then return s end
+    s = s:sub(1, bad - 1) .. "?" .. s:sub(bad + 1)
+  end
 end
 
 -- libgit2 reads git's diff format: a plain `diff -u` (no "diff --git" lines)
@@ -79,13 +86,13 @@ local function judge(item, completion)
   end
   local applied = git.apply{ repo = item.repo, commit = item.commit, diff = diff }
   if not applied.ok then
-    return 0, { status = "rejected", reason = applied.reason, commit = applied.commit }
+    return 0, { status = "rejected", reason = clean(applied.reason, 1000), commit = applied.commit }
   end
   for _, path in ipairs(applied.changed) do
     for _, protected in ipairs(item.test_files or {}) do
       if path == protected then
         return 0, { status = "rejected", commit = applied.commit,
-                    reason = "the diff changes the test file '" .. path .. "'" }
+                    reason = clean("the diff changes the test file '" .. path .. "'", 1000) }
       end
     end
   end
@@ -98,7 +105,7 @@ local function judge(item, completion)
     error("the sandbox failed: " .. res.status .. " " .. (res.message or ""))
   end
   local details = { commit = applied.commit, changed = applied.changed, exit_code = res.exit_code,
-                    output = tail(res.stdout .. res.stderr, 2000) }
+                    output = clean(res.stdout .. res.stderr, 2000) }
   local passed_all = res.status == "OK"
   details.status = passed_all and "passed" or (res.status == "RUNTIME_ERROR" and "failed" or res.status)
   if item.tests and #item.tests > 0 then

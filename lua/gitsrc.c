@@ -10,6 +10,11 @@
  * packs and refs libgit2 replaces atomically, so a killed fetch leaves the
  * cache as it was. A file lock per repository serialises fetches of the same
  * URL between threads and processes.
+ *
+ * The fork may happen on a worker thread of the server (envsrv.git.apply).
+ * The child touches only libgit2 and then _exit()s; should it ever block on a
+ * lock another thread held at the fork, the deadline kills it and the call
+ * fails with a timeout rather than hanging.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -84,7 +89,7 @@ int lenv__git_path_safe(const char *path)
         if (*p == '/')
             p++;
     }
-    return 1;
+    return lenv__utf8_valid(path, strlen(path));
 }
 
 static int is_hex(const char *s, size_t min, size_t max)

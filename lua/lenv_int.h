@@ -304,7 +304,7 @@ int lenv__sha256_full(char out[65], const void *data, size_t len);
 
 /* 1 when a path inside a repository is safe to write under a work folder:
  * relative, no empty, "." or ".." component, no ".git" component (any case),
- * no backslash or control character. */
+ * no backslash or control character, valid UTF-8. */
 int lenv__git_path_safe(const char *path);
 
 /* ---- gitlock.c -------------------------------------------------------------------- */
