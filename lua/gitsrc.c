@@ -923,6 +923,24 @@ int lenv__git_finish(char *version, size_t cap, const lenv_git_ref *ref, const c
     return LENV_OK;
 }
 
+int lenv__git_check_dataset(const lenv_git_ref *ref, const json_t *dataset, lenv_error *err)
+{
+    const char *split;
+    json_t *p;
+    if (ref == NULL)
+        return LENV_OK;
+    json_object_foreach((json_t *)dataset, split, p) {
+        const char *path = json_string_value(p);
+        while (path && path[0] == '.' && path[1] == '/')
+            path += 2;
+        if (!lenv__git_path_safe(path))
+            return lenv__fail(err, LENV_EINVALID, "%s: dataset split '%s' names '%s', outside the "
+                              "repository (a git env's datasets are paths inside its commit)",
+                              ref->path, split, json_string_value(p));
+    }
+    return LENV_OK;
+}
+
 json_t *lenv_git_json(const lenv_env *env)
 {
     const lenv_git_ref *r = lenv_git_source(env);

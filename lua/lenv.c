@@ -894,8 +894,10 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
         rc = lenv__expand_sources(&files, &n_files, opts->data, opts->n_data, def.files_pattern,
                                   err);
     } else {
-        rc = definition_files(&files, &n_files, def.dataset, embedded ? env->source + 5 : env->source,
-                              embedded, err);
+        rc = lenv__git_check_dataset(env->git_ref, def.dataset, err);
+        if (rc == LENV_OK)
+            rc = definition_files(&files, &n_files, def.dataset,
+                                  embedded ? env->source + 5 : env->source, embedded, err);
         if (rc == LENV_OK && def.default_split && !json_object_get(def.dataset, def.default_split)) {
             rc = lenv__fail(err, LENV_EINVALID, "%s: default_split '%s' is not one of the dataset's "
                             "splits", env->source, def.default_split);

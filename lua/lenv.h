@@ -68,8 +68,10 @@ typedef struct lenv_data_source {
 } lenv_data_source;
 
 typedef struct lenv_options {
-    /* A built-in name ("gsm8k") or a path to a .lua file ("./my_env.lua").
-     * Anything containing '/' or ending in ".lua" is a path. Borrowed. */
+    /* A built-in name ("gsm8k"), a path to a .lua file ("./my_env.lua"), or
+     * a git spec "git+URL@REV#PATH" (see "environments from git
+     * repositories" below). Otherwise anything containing '/' or ending in
+     * ".lua" is a path. Borrowed. */
     const char *name_or_path;
     /* Overrides of the definition's dataset; NULL/0 for none. Borrowed. When
      * given, they replace the definition's own splits entirely. */

@@ -277,6 +277,11 @@ int lenv__git_prepare(lenv_git_ref **ref, const char **path, const lenv_options 
                       lenv_error *err);
 void lenv__git_ref_free(lenv_git_ref *ref);
 
+/* A git env's own dataset paths (`dataset`, an object split -> path) must stay
+ * inside its checkout: relative, without ".." (a leading "./" is fine).
+ * Returns 0 (always, for ref == NULL) or LENV_EINVALID. */
+int lenv__git_check_dataset(const lenv_git_ref *ref, const json_t *dataset, lenv_error *err);
+
 /* The end of lenv_open for git envs: checks the definition's name against the
  * lock and appends "+git.<commit12>.<sha12>" to version (cap bytes). */
 int lenv__git_finish(char *version, size_t cap, const lenv_git_ref *ref, const char *name,

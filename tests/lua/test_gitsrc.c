@@ -373,6 +373,33 @@ static void test_gitsrc_error__unreachable_with_empty_cache(void **state)
     tsup_rmtree(cache);
 }
 
+static void test_gitsrc_error__dataset_outside_the_checkout(void **state)
+{
+    (void)state;
+    char cache[128], dir[128], url[192], c[41], spec[512];
+    new_cache(cache, "cache-escape");
+    snprintf(dir, sizeof dir, "%s/escape", fx.root);
+    snprintf(url, sizeof url, "file://%s", dir);
+    tsup_git_init(dir);
+    static const char *const paths[] = { "../../../../etc/passwd", "/etc/passwd", "./a/../../x.jsonl" };
+    for (size_t i = 0; i < 3; i++) {
+        char env[1024];
+        snprintf(env, sizeof env, "return { name = 'escape', dataset = { test = '%s' },\n"
+                 "  prompt = function(item) return {{role = 'user', content = 'x'}} end,\n"
+                 "  reward = function() return 0 end }\n", paths[i]);
+        const char *const files[] = { "e.lua", env, NULL };
+        tsup_git_commit(c, dir, "main", files, "escape");
+        snprintf(spec, sizeof spec, "git+%s@%s#e.lua", url, c);
+        lenv_env *e = NULL;
+        lenv_error err;
+        assert_int_equal(open_git(&e, spec, cache, NULL, 0, &err), LENV_EINVALID);
+        assert_non_null(strstr(err.message, "outside the repository"));
+        assert_null(e);
+    }
+    tsup_rmtree(dir);
+    tsup_rmtree(cache);
+}
+
 static long elapsed_ms(const struct timespec *t0)
 {
     struct timespec t1;
@@ -412,7 +439,7 @@ static void test_gitsrc_error__fetch_timeout(void **state)
 }
 
 /* The one bare repository in cache/repos. */
-static void cached_repo(char out[256], const char *cache)
+static void cached_repo(char out[512], const char *cache)
 {
     char repos[192];
     snprintf(repos, sizeof repos, "%s/repos", cache);
@@ -422,7 +449,8 @@ static void cached_repo(char out[256], const char *cache)
     out[0] = '\0';
     while ((e = readdir(d)))
         if (strlen(e->d_name) > 4 && strcmp(e->d_name + strlen(e->d_name) - 4, ".git") == 0)
-            snprintf(out, 256, "%s/%s", repos, e->d_name);
+            if (snprintf(out, 512, "%s/%s", repos, e->d_name) >= 512)
+                fail_msg("path too long");
     closedir(d);
     assert_true(out[0] != '\0');
 }
@@ -430,7 +458,7 @@ static void cached_repo(char out[256], const char *cache)
 static void test_gitsrc_error__corrupt_cache_is_fetched_again(void **state)
 {
     (void)state;
-    char cache[128], repo[256], path[300], trees[192];
+    char cache[128], repo[512], path[640], trees[192];
     new_cache(cache, "cache-corrupt");
     lenv_env *env = must_open("v1", cache);
     char version[64];
@@ -587,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_gitsrc_offline__cache_serves_without_the_remote),
         cmocka_unit_test(test_gitsrc_error__unknown_rev_and_missing_file),
         cmocka_unit_test(test_gitsrc_error__unreachable_with_empty_cache),
+        cmocka_unit_test(test_gitsrc_error__dataset_outside_the_checkout),
         cmocka_unit_test(test_gitsrc_error__fetch_timeout),
         cmocka_unit_test(test_gitsrc_error__corrupt_cache_is_fetched_again),
         cmocka_unit_test(test_gitsrc_lock__pins_and_refuses),
