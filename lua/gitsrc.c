@@ -420,13 +420,21 @@ static int fetch_with_timeout(const char *dir, const char *url, unsigned timeout
         return -1;
     }
     if (pid == 0) {
-        close(fds[0]);
+        /* Keep only the pipe (as fd 3) and stdio: descriptors other threads
+         * had open (a sandbox run's pipes, client sockets) must not stay open
+         * here for as long as the fetch takes. */
+        int out = fds[1] == 3 ? 3 : dup2(fds[1], 3);
+        if (out != 3)
+            _exit(1);
+        if (close_range(4, ~0u, 0) != 0)
+            for (int fd = 4; fd < 4096; fd++)
+                close(fd);
         char m[512] = "";
         int r = fetch_now(dir, url, m, sizeof m);
         if (r != 0) {
             size_t n = strlen(m), off = 0;
             while (off < n) {
-                ssize_t w = write(fds[1], m + off, n - off);
+                ssize_t w = write(out, m + off, n - off);
                 if (w <= 0)
                     break;
                 off += (size_t)w;
@@ -497,10 +505,9 @@ static int resolve_local(git_oid *out, int *is_tag, git_repository *repo, const 
         }
         return GIT_ENOTFOUND;
     }
-    char name[MAX_REV + 64];
     const char *cands[3];
     int n = 0;
-    char tag[sizeof name], branch[sizeof name];
+    char tag[MAX_REV + 64], branch[MAX_REV + 64];
     if (strcmp(rev, "HEAD") == 0) {
         cands[n++] = "refs/remotes/origin/HEAD";
     } else {
@@ -523,7 +530,6 @@ static int resolve_local(git_oid *out, int *is_tag, git_repository *repo, const 
         *is_tag = cands[i] == tag;
         return 0;
     }
-    (void)name;
     if (is_hex(rev, 4, GIT_OID_HEXSZ - 1)) {
         git_oid prefix;
         git_object *obj = NULL;
