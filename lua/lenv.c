@@ -31,7 +31,7 @@ struct lenv_env {
     char *description;    /* owned */
     char *source;         /* owned: the file as shown in errors */
     char *default_split;  /* owned; NULL when the definition names none */
-    char version[17];
+    char version[64];     /* 16 hex, then "+git.<commit12>.<sha12>" for git envs */
     char dataset_hash[17];
     uint64_t seed;        /* the version as a number: the root of every call's seed */
     int multi_turn;
@@ -44,6 +44,8 @@ struct lenv_env {
     int generated;        /* procedural: items come from generate(), levels below */
     int level_min, level_max;
     lenv__curriculum *curriculum; /* owned; procedural envs only */
+    lenv_git_ref *git_ref;  /* owned; where a git env came from, else NULL */
+    lenv__gitcfg git;       /* owned: envsrv.git's cache settings */
 
     lenv__state *states;  /* owned: n_states of them */
     size_t n_states;
@@ -788,6 +790,8 @@ void lenv_free(lenv_env *env)
     }
     free(env->splits);
     lenv__curriculum_free(env->curriculum);
+    lenv__git_ref_free(env->git_ref);
+    lenv__gitcfg_clear(&env->git);
     json_decref(env->by_id);
     json_decref(env->params);
     free(env->name);
@@ -809,6 +813,7 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
     size_t n_files = 0;
     def_ctx def = {0};
     lenv__sha256 *h = NULL;
+    lenv_git_ref *git_ref = NULL;
 
     if (err)
         memset(err, 0, sizeof *err);
@@ -822,26 +827,35 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
     uint64_t instr = opts->instruction_limit ? opts->instruction_limit : LENV_DEFAULT_INSTRUCTIONS;
     size_t mem = opts->memory_limit ? opts->memory_limit : LENV_DEFAULT_MEMORY;
 
-    const char *name = opts->name_or_path;
+    const char *name;
+    if ((rc = lenv__git_prepare(&git_ref, &name, opts, err)) != LENV_OK)
+        return rc;
     size_t nlen = strlen(name);
     if (strchr(name, '/') == NULL && !(nlen > 4 && strcmp(name + nlen - 4, ".lua") == 0)) {
         char fname[MAX_NAME + 8];
-        if (!valid_name(name))
-            return unknown_env(err, name);
+        if (!valid_name(name)) {
+            rc = unknown_env(err, name);
+            goto done;
+        }
         snprintf(fname, sizeof fname, "%s.lua", name);
         if (strncmp(fname, "gen-", 4) == 0)
             fname[3] = '_';
         const lenv_embedded_file *f = lenv__embedded_find(fname);
-        if (f == NULL)
-            return unknown_env(err, name);
+        if (f == NULL) {
+            rc = unknown_env(err, name);
+            goto done;
+        }
         src = (const char *)f->data;
         src_len = f->len;
         embedded = 1;
-        if (asprintf(&display, "envs/%s", fname) < 0)
-            return lenv__fail(err, LENV_ENOMEM, "out of memory");
+        if (asprintf(&display, "envs/%s", fname) < 0) {
+            display = NULL;
+            rc = lenv__fail(err, LENV_ENOMEM, "out of memory");
+            goto done;
+        }
     } else {
         if ((rc = lenv__read_file(&file_src, &src_len, name, err)) != LENV_OK)
-            return rc;
+            goto done;
         src = file_src;
         if ((display = strdup(name)) == NULL) {
             rc = lenv__fail(err, LENV_ENOMEM, "out of memory");
@@ -857,11 +871,16 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
     }
     env->source = display;
     display = NULL;
+    env->git_ref = git_ref;
+    git_ref = NULL;
+    if ((rc = lenv__gitcfg_init(&env->git, opts->git, err)) != LENV_OK)
+        goto done;
 
     /* The first state validates the definition and tells us its dataset. */
     if ((rc = lenv__state_open(&env->states[0], src, src_len, env->source, mem, instr, err)) != 0)
         goto done;
     env->n_states = 1;
+    env->states[0].git = &env->git;
     def.st = &env->states[0];
     def.first = 1;
     if ((rc = lenv__state_pcall(def.st, def_impl, &def, err)) != LENV_OK)
@@ -875,8 +894,10 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
         rc = lenv__expand_sources(&files, &n_files, opts->data, opts->n_data, def.files_pattern,
                                   err);
     } else {
-        rc = definition_files(&files, &n_files, def.dataset, embedded ? env->source + 5 : env->source,
-                              embedded, err);
+        rc = lenv__git_check_dataset(env->git_ref, def.dataset, err);
+        if (rc == LENV_OK)
+            rc = definition_files(&files, &n_files, def.dataset,
+                                  embedded ? env->source + 5 : env->source, embedded, err);
         if (rc == LENV_OK && def.default_split && !json_object_get(def.dataset, def.default_split)) {
             rc = lenv__fail(err, LENV_EINVALID, "%s: default_split '%s' is not one of the dataset's "
                             "splits", env->source, def.default_split);
@@ -895,6 +916,7 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
         if ((rc = lenv__state_open(&env->states[i], src, src_len, env->source, mem, instr, err)) != 0)
             goto done;
         env->n_states++;
+        env->states[i].git = &env->git;
         if ((rc = lenv__state_pcall(more.st, def_impl, &more, err)) != LENV_OK)
             goto done_def_error;
     }
@@ -909,6 +931,8 @@ int lenv_open(lenv_env **out, const lenv_options *opts, lenv_error *err)
     }
     h = NULL;
     env->seed = strtoull(env->version, NULL, 16);
+    if ((rc = lenv__git_finish(env->version, sizeof env->version, env->git_ref, def.name, err)) != 0)
+        goto done;
 
     env->name = def.name;
     env->description = def.description ? def.description : strdup("");
@@ -961,6 +985,7 @@ done:
     def_ctx_clear(&def);
     lenv__split_files_free(files, n_files);
     lenv_free(env);
+    lenv__git_ref_free(git_ref);
     free(display);
     free(file_src);
     return rc;
@@ -972,6 +997,7 @@ const char *lenv_name(const lenv_env *env) { return env->name; }
 const char *lenv_description(const lenv_env *env) { return env->description; }
 const char *lenv_version(const lenv_env *env) { return env->version; }
 const char *lenv_dataset_hash(const lenv_env *env) { return env->dataset_hash; }
+const lenv_git_ref *lenv_git_source(const lenv_env *env) { return env->git_ref; }
 int lenv_is_multi_turn(const lenv_env *env) { return env->multi_turn; }
 int lenv_is_long_running(const lenv_env *env) { return env->long_running; }
 void lenv_get_limits(lenv_limits *out, const lenv_env *env) { *out = env->limits; }
@@ -1002,6 +1028,8 @@ json_t *lenv_describe(const lenv_env *env, int with_params)
         json_object_set_new(d, "tools", json_deep_copy(env->states[0].tool_docs)) != 0)
         goto fail;
     if (with_params && json_object_set_new(d, "params", json_deep_copy(env->params)) != 0)
+        goto fail;
+    if (env->git_ref && json_object_set_new(d, "git", lenv_git_json(env)) != 0)
         goto fail;
     if (env->generated &&
         (json_object_set_new(d, "generated", json_true()) != 0 ||

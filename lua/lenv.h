@@ -68,8 +68,10 @@ typedef struct lenv_data_source {
 } lenv_data_source;
 
 typedef struct lenv_options {
-    /* A built-in name ("gsm8k") or a path to a .lua file ("./my_env.lua").
-     * Anything containing '/' or ending in ".lua" is a path. Borrowed. */
+    /* A built-in name ("gsm8k"), a path to a .lua file ("./my_env.lua"), or
+     * a git spec "git+URL@REV#PATH" (see "environments from git
+     * repositories" below). Otherwise anything containing '/' or ending in
+     * ".lua" is a path. Borrowed. */
     const char *name_or_path;
     /* Overrides of the definition's dataset; NULL/0 for none. Borrowed. When
      * given, they replace the definition's own splits entirely. */
@@ -78,6 +80,10 @@ typedef struct lenv_options {
     size_t n_states;            /* Lua states in the pool; 0 means 1 */
     uint64_t instruction_limit; /* VM instructions per call; 0 means the default */
     size_t memory_limit;        /* bytes per Lua state; 0 means the default */
+    /* Where git environments ("git+URL@REV#PATH") and envsrv.git come from:
+     * the cache, the fetch timeout and the lock. NULL means the defaults.
+     * Borrowed; copied by lenv_open. */
+    const struct lenv_git_options *git;
 } lenv_options;
 
 #define LENV_DEFAULT_INSTRUCTIONS 50000000ULL   /* about 0.2-0.5 s of Lua */
@@ -85,7 +91,7 @@ typedef struct lenv_options {
 #define LENV_MAX_COMPLETIONS      4096          /* per lenv_score call */
 #define LENV_MAX_SAMPLE           100000        /* items per lenv_sample call */
 
-#define LENV_OPTIONS_INIT { NULL, NULL, 0, 0, 0, 0 }
+#define LENV_OPTIONS_INIT { NULL, NULL, 0, 0, 0, 0, NULL }
 
 typedef struct lenv_env lenv_env;
 
@@ -104,7 +110,9 @@ void lenv_free(lenv_env *env);
 /* Borrowed from env; valid until lenv_free(env). */
 const char *lenv_name(const lenv_env *env);
 const char *lenv_description(const lenv_env *env);
-/* 16 hex digits: a hash of the definition source and every dataset file. */
+/* 16 hex digits: a hash of the definition source and every dataset file.
+ * An environment loaded from git adds where it came from:
+ * "<16 hex>+git.<first 12 of the commit>.<first 12 of the file's SHA-256>". */
 const char *lenv_version(const lenv_env *env);
 /* 16 hex digits: a hash of the dataset files alone. */
 const char *lenv_dataset_hash(const lenv_env *env);
@@ -351,5 +359,99 @@ void lenv_chat_template_free(lenv_chat_template *t);
  * non-string. */
 int lenv_chat_template_render(char **text, size_t *len, lenv_chat_template *t, const json_t *messages,
                               lenv_error *err);
+/* ---- environments from git repositories (gitsrc.c, gitlock.c) ----------------
+ *
+ * An environment spec "git+URL@REV#PATH" names the Lua file PATH in the tree
+ * of commit REV (a tag, a branch, a full or abbreviated commit id; "HEAD", the
+ * remote's default branch, when "@REV" is left out) of the repository at URL
+ * (https://, http://, ssh:// where libgit2 was built with it, file://). REV is
+ * what follows the last '@' of the URL's path. Repositories are fetched with
+ * libgit2 into a cache:
+ *
+ *   <cache>/repos/<16 hex of SHA-256(URL)>.git   one bare repository per URL
+ *   <cache>/trees/<commit>/                      a commit's files, read-only
+ *
+ * and the env is loaded from <cache>/trees/<commit>/PATH, so datasets named
+ * relative to it come from the same commit. A full commit id or a tag already
+ * in the cache is used without the network; a branch is fetched, and when the
+ * remote cannot be reached the cached branch is used with a warning (it may
+ * be stale). Fetches run in a child process that is killed at the timeout,
+ * so an unresponsive remote is an error, never a hang. A cache that libgit2
+ * cannot read (or that misses objects its refs name) is removed and fetched
+ * again.
+ */
+typedef struct lenv_lock lenv_lock;
+
+typedef struct lenv_git_options {
+    /* NULL: $XDG_CACHE_HOME/envsrv/git, else $HOME/.cache/envsrv/git. */
+    const char *cache_dir;
+    /* Most milliseconds one fetch may take; 0: LENV_GIT_DEFAULT_TIMEOUT_MS. */
+    unsigned timeout_ms;
+    /* With a lock, a git env must be one of its entries (same URL and path)
+     * and is loaded at the locked commit with the file hash checked;
+     * anything else, built-in and local envs included, is refused. Borrowed. */
+    const lenv_lock *lock;
+} lenv_git_options;
+
+#define LENV_GIT_OPTIONS_INIT { NULL, 0, NULL }
+#define LENV_GIT_DEFAULT_TIMEOUT_MS 60000u
+
+/* Where a git environment came from. Strings are owned by the struct. */
+typedef struct lenv_git_ref {
+    char *url;              /* without "git+" */
+    char *rev;              /* as asked ("HEAD" when none was given) */
+    char *path;             /* the env file in the tree */
+    char commit[41];        /* the resolved commit (hex), "" before resolving */
+    char file_sha256[65];   /* SHA-256 of the env file (hex), "" before resolving */
+    char *file;             /* the checked-out file on disk; NULL before resolving */
+    char *locked_name;      /* the env's name in the lock used, else NULL */
+    char warning[512];      /* "" or why a cached copy was used without fetching */
+} lenv_git_ref;
+
+/* 1 when spec starts with "git+". */
+int lenv_is_git_spec(const char *spec);
+
+/* Parses a "git+URL[@REV]#PATH" spec into ref->url, rev and path (nothing is
+ * fetched). Returns 0 or LENV_EINVALID with err naming what is wrong. The
+ * caller lenv_git_ref_clear()s *ref either way. */
+int lenv_git_parse(lenv_git_ref *ref, const char *spec, lenv_error *err);
+
+/* Fetches (as needed) and checks out a parsed ref: fills commit, file_sha256,
+ * file and warning. With opts->lock the ref must be locked (then rev is
+ * ignored for the locked commit). Errors: LENV_EINVALID (not in the lock),
+ * LENV_ENOTFOUND (unknown revision, no such file in the tree), LENV_EIO
+ * (fetch failed or timed out, with a hint when the cache has no copy; cache
+ * not writable; hash mismatch with the lock). */
+int lenv_git_resolve(lenv_git_ref *ref, const lenv_git_options *opts, lenv_error *err);
+
+/* Frees the strings and zeroes ref; NULL and zeroed refs are fine. */
+void lenv_git_ref_clear(lenv_git_ref *ref);
+
+/* Where env came from, or NULL for built-in and local envs. Borrowed from
+ * env; valid until lenv_free(env). */
+const lenv_git_ref *lenv_git_source(const lenv_env *env);
+
+/* {"url", "rev", "path", "commit", "file_sha256"} of a git env; NULL for other
+ * envs and on out-of-memory. A new reference. */
+json_t *lenv_git_json(const lenv_env *env);
+
+/*
+ * Lock files (envsrv.lock): JSON
+ *   {"version": 1, "envs": {"<env name>": {"url", "path", "rev", "commit",
+ *                                          "file_sha256"}}}
+ * written by `envsrv lock` and read by `--lock`.
+ */
+
+/* Reads a lock file. *out is new (lenv_lock_free()). LENV_EIO for an
+ * unreadable or malformed file, naming the file and what is wrong. */
+int lenv_lock_load(lenv_lock **out, const char *path, lenv_error *err);
+void lenv_lock_free(lenv_lock *lock);
+/* Number of entries, and the i-th as a spec "git+URL@COMMIT#PATH" (borrowed
+ * from lock), for loading every locked env. */
+size_t lenv_lock_count(const lenv_lock *lock);
+const char *lenv_lock_spec(const lenv_lock *lock, size_t i);
+/* Writes a lock of the n git envs (any other env is LENV_EINVALID) to path,
+ * through a temporary file and a rename. */
+int lenv_lock_write(const char *path, lenv_env *const *envs, size_t n, lenv_error *err);
 
 #endif

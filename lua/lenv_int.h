@@ -11,6 +11,10 @@
  *   generate.c procedural environments: item ids, generate(), lenv_item_get
  *   challenge.c beacon-seeded challenges (HMAC-SHA256)
  *   curriculum.c adaptive difficulty per environment
+ *   gitsrc.c   environments from git: spec parsing, the cache, fetching with a
+ *              timeout, revisions, checkouts
+ *   gitlock.c  lock files
+ *   module_git.c envsrv.git: a unified diff applied to a commit's tree
  */
 #ifndef ENVSRV_LENV_INT_H
 #define ENVSRV_LENV_INT_H
@@ -19,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <git2.h>
 #include <jansson.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -54,6 +59,8 @@ typedef struct lenv__state {
      * gives ref_tools_fn. LUA_NOREF / NULL when the definition has none. */
     int ref_tools, ref_tools_fn;
     json_t *tool_docs;
+    /* The env's git cache settings (envsrv.git); borrowed from the env. */
+    const struct lenv__gitcfg *git;
     /* Where errors point: the env file as shown to users ("envs/gsm8k.lua")
      * and Lua's short form of its chunk name (what prefixes its messages). */
     char source[256];
@@ -138,6 +145,8 @@ void lenv__module_init(lua_State *L);
 
 /* module_sandbox.c: envsrv.sandbox (run, nonce) and envsrv.code (extract). */
 extern const luaL_Reg lenv__sandbox_funcs[], lenv__code_funcs[];
+/* module_git.c: envsrv.git (apply). */
+extern const luaL_Reg lenv__git_funcs[];
 
 /* ---- convert.c -------------------------------------------------------------- */
 
@@ -243,5 +252,77 @@ int lenv__generate(json_t **out, lenv_env *env, const int *levels, const uint64_
  * memory). Freed by lenv__curriculum_free (NULL is fine). */
 lenv__curriculum *lenv__curriculum_new(int min, int max);
 void lenv__curriculum_free(lenv__curriculum *c);
+
+/* ---- gitsrc.c ------------------------------------------------------------------- */
+
+/* An env's git settings: the cache folder (owned; resolved from the options or
+ * the environment) and the fetch timeout. */
+typedef struct lenv__gitcfg {
+    char *cache_dir;
+    unsigned timeout_ms;
+} lenv__gitcfg;
+
+/* Fills cfg from opts (NULL: defaults). Returns 0 or LENV_ENOMEM. A missing
+ * $HOME is not an error here: cache_dir stays NULL and every use of the
+ * cache says so. */
+int lenv__gitcfg_init(lenv__gitcfg *cfg, const lenv_git_options *opts, lenv_error *err);
+void lenv__gitcfg_clear(lenv__gitcfg *cfg);
+
+/* The start of lenv_open for git specs. When opts->name_or_path is a git spec,
+ * parses and resolves it: *ref is new (the caller frees it with
+ * lenv__git_ref_free) and *path the checked-out file to load (borrowed from
+ * *ref). Otherwise *ref is NULL and *path is opts->name_or_path; with a lock
+ * that is refused. Returns 0 or LENV_E* with err filled. */
+int lenv__git_prepare(lenv_git_ref **ref, const char **path, const lenv_options *opts,
+                      lenv_error *err);
+void lenv__git_ref_free(lenv_git_ref *ref);
+
+/* A git env's own dataset paths (`dataset`, an object split -> path) must stay
+ * inside its checkout: relative, without ".." (a leading "./" is fine).
+ * Returns 0 (always, for ref == NULL) or LENV_EINVALID. */
+int lenv__git_check_dataset(const lenv_git_ref *ref, const json_t *dataset, lenv_error *err);
+
+/* The end of lenv_open for git envs: checks the definition's name against the
+ * lock and appends "+git.<commit12>.<sha12>" to version (cap bytes). */
+int lenv__git_finish(char *version, size_t cap, const lenv_git_ref *ref, const char *name,
+                     lenv_error *err);
+
+/* Opens the cached repository of url (creating, repairing or fetching it as
+ * needed) and resolves rev (a tag, branch, commit id or "HEAD") to *commit.
+ * *repo is new (git_repository_free). warning gets "" or why a possibly stale
+ * cached copy was used. Errors as lenv_git_resolve. */
+int lenv__git_open_rev(git_repository **repo, git_oid *commit, char *warning, size_t wcap,
+                       const lenv__gitcfg *cfg, const char *url, const char *rev, lenv_error *err);
+
+/* Opens (creating it when absent) the cache's bare repository for content that
+ * has no URL (envsrv.git's inline repositories). *repo is new. */
+int lenv__git_open_inline(git_repository **repo, const lenv__gitcfg *cfg, lenv_error *err);
+
+/* Ensures git_libgit2_init() ran once in this process. */
+void lenv__git_init(void);
+
+/* The last libgit2 error's message, or `fallback`. Borrowed. */
+const char *lenv__git_errmsg(const char *fallback);
+
+/* SHA-256 of bytes as 64 hex digits and a NUL. Returns 0 or -1. */
+int lenv__sha256_full(char out[65], const void *data, size_t len);
+
+/* 1 when a path inside a repository is safe to write under a work folder:
+ * relative, no empty, "." or ".." component, no ".git" component (any case),
+ * no backslash or control character, valid UTF-8. */
+int lenv__git_path_safe(const char *path);
+
+/* ---- gitlock.c -------------------------------------------------------------------- */
+
+typedef struct lenv__lock_entry {
+    char *name, *url, *path, *rev, *commit, *file_sha256; /* owned by the lock */
+    char *spec;                                           /* git+URL@COMMIT#PATH */
+} lenv__lock_entry;
+
+/* The entry for (url, path), or NULL. Borrowed from lock. */
+const lenv__lock_entry *lenv__lock_find(const lenv_lock *lock, const char *url, const char *path);
+
+/* The file the lock was read from (for messages). Borrowed. */
+const char *lenv__lock_file(const lenv_lock *lock);
 
 #endif

@@ -337,6 +337,7 @@ static const struct {
     {"verify", verify_funcs},
     {"json", json_funcs},
     {"sandbox", lenv__sandbox_funcs}, {"code", lenv__code_funcs},
+    {"git", lenv__git_funcs},
     {NULL, NULL},
 };
 

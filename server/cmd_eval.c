@@ -56,7 +56,9 @@ static const char eval_usage[] =
     "  --seed S              item choice and sampling seed (default 0)\n"
     "  --threads N           CPU threads (default 1)\n"
     "  --min-score X         exit 1 when the mean reward is under X\n"
-    "  --report PATH         write the JSON report there\n";
+    "  --report PATH         write the JSON report there\n"
+    "  --cache-dir DIR, --git-timeout SECONDS, --lock FILE   for git+URL@REV#PATH envs, as\n"
+    "                        for the server (the report's env_git names the commit)\n";
 
 typedef struct eval_args {
     const char *env, *data, *split, *model, *tokenizer, *chat_template, *report;
@@ -67,6 +69,7 @@ typedef struct eval_args {
     double min_score;
     int has_min_score, temperature_set;
     inf_gen_options opts;
+    srv_git_args git;     /* --cache-dir, --git-timeout, --lock */
 } eval_args;
 
 static int eval_num(double *out, const char *opt, const char *s, double min, double max)
@@ -99,6 +102,9 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         }
         const char *v = argv[++i];
         double d = 0;
+        int git = srv_git_option(&a->git, "envsrv eval", opt, v);
+        if (git < 0) return -1;
+        if (git > 0) continue;
         if (strcmp(opt, "--env") == 0) a->env = v;
         else if (strcmp(opt, "--data") == 0) a->data = v;
         else if (strcmp(opt, "--split") == 0) a->split = v;
@@ -176,6 +182,7 @@ static int open_eval_env(lenv_env **env, const eval_args *a, const char *cmd)
     o.name_or_path = a->env;
     o.data = a->data ? &src : NULL;
     o.n_data = a->data ? 1 : 0;
+    o.git = &a->git.opts;
     if (lenv_open(env, &o, &lerr) != 0) {
         fprintf(stderr, "envsrv %s: %s\n", cmd, lerr.message);
         return -1;
@@ -271,8 +278,10 @@ static void eval_progress(const char *env, size_t done, size_t total, size_t tok
 int srv_cmd_eval(int argc, char **argv)
 {
     eval_args a = { 0 };
-    if (parse_eval_args(&a, argc, argv) != 0)
+    if (parse_eval_args(&a, argc, argv) != 0) {
+        lenv_lock_free(a.git.lock);
         return 2;
+    }
     int status = 1;
     lenv_env *env = NULL;
     inf_bundle *bundle = NULL;
@@ -348,7 +357,7 @@ int srv_cmd_eval(int argc, char **argv)
                        "new_tokens", (json_int_t)new_tokens, "tokens_per_second", tps, "seconds", secs,
                        "results", results);
     results = NULL;
-    if (!report) {
+    if (!report || (lenv_git_source(env) && json_object_set_new(report, "env_git", lenv_git_json(env)))) {
         fprintf(stderr, "envsrv eval: out of memory\n");
         goto done;
     }
@@ -379,6 +388,7 @@ done:
     inf_bundle_free(bundle);
     lenv_chat_template_free(lua);
     lenv_free(env);
+    lenv_lock_free(a.git.lock);
     return status;
 }
 
@@ -432,10 +442,11 @@ int srv_cmd_rollout(int argc, char **argv)
     eval_args a = { 0 };
     int prc = parse_eval_args(&a, n_rest, rest);
     free(rest);
-    if (prc != 0)
-        return 2;
-    if (!groups || !group_size || !outpath) {
-        fprintf(stderr, "envsrv rollout: --groups, --group-size and -o are required\n%s", rollout_usage);
+    if (prc != 0 || !groups || !group_size || !outpath) {
+        if (prc == 0)
+            fprintf(stderr, "envsrv rollout: --groups, --group-size and -o are required\n%s",
+                    rollout_usage);
+        lenv_lock_free(a.git.lock);
         return 2;
     }
     a.opts.n_samples = group_size;
@@ -496,5 +507,6 @@ done:
     inf_bundle_free(bundle);
     lenv_chat_template_free(lua);
     lenv_free(env);
+    lenv_lock_free(a.git.lock);
     return status;
 }

@@ -36,10 +36,17 @@ static const char usage[] =
     "       envsrv generate --model PATH --prompt TEXT ...   sample from a model (see generate --help)\n"
     "       envsrv eval --env NAME --model PATH ...          score a model on an env (see eval --help)\n"
     "       envsrv rollout --env NAME --model PATH ...       write scored groups as JSONL (rollout --help)\n"
+    "       envsrv lock --env git+URL@REV#PATH ... -o envsrv.lock   pin git envs to commits\n"
     "       envsrv --help | --version\n"
     "\n"
     "options:\n"
     "  --env NAME|PATH.lua       environment to serve (repeatable; default gsm8k)\n"
+    "  --env git+URL@REV#PATH    an env file in a git repository at a tag, branch or commit\n"
+    "                            (https://, http://, ssh://, file://; see docs/lua-envs.md)\n"
+    "  --cache-dir DIR           git cache (default ~/.cache/envsrv/git)\n"
+    "  --git-timeout SECONDS     longest a git fetch may take (default 60)\n"
+    "  --lock FILE               load git envs at the commits FILE pins, refuse any other\n"
+    "                            env; with no --env, serve every env FILE lists\n"
     "  --data NAME=PATH          serve PATH (a .jsonl file or a folder of them) as the\n"
     "  --data NAME:SPLIT=PATH    dataset of env NAME, or as its split SPLIT (repeatable)\n"
     "  --host ADDR               address to bind (default 127.0.0.1)\n"
@@ -93,6 +100,8 @@ typedef struct config {
     size_t n_data;
     const char *curriculum;  /* --curriculum spec, NULL for the defaults */
     const char *model, *tokenizer, *chat_template, *model_name;  /* --model and friends */
+    lenv_git_options git;    /* --cache-dir, --git-timeout, --lock */
+    const char *lock_path;
     srv_options srv;
 } config;
 
@@ -318,7 +327,8 @@ static void parse_args(config *cfg, int argc, char **argv)
                                              "--max-queue", "--sync", "--max-staleness",
                                              "--vocab-size", "--journal", "--journal-compact",
                                              "--curriculum", "--model", "--tokenizer",
-                                             "--chat-template", "--model-name", "--gen-threads" };
+                                             "--chat-template", "--model-name", "--gen-threads",
+                                             "--cache-dir", "--git-timeout", "--lock" };
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(name, known[k]) == 0;
@@ -396,6 +406,16 @@ static void parse_args(config *cfg, int argc, char **argv)
             cfg->model_name = value;
         } else if (strcmp(name, "--gen-threads") == 0) {
             cfg->srv.gen_threads = (int)parse_uint(name, value, 1, INF_MAX_THREADS);
+        } else if (strcmp(name, "--cache-dir") == 0) {
+            if (!value[0])
+                bad_args("--cache-dir needs a directory");
+            cfg->git.cache_dir = value;
+        } else if (strcmp(name, "--git-timeout") == 0) {
+            cfg->git.timeout_ms = (unsigned)parse_uint(name, value, 1, 3600) * 1000u;
+        } else if (strcmp(name, "--lock") == 0) {
+            if (!value[0])
+                bad_args("--lock needs a file");
+            cfg->lock_path = value;
         } else if (strcmp(name, "--curriculum") == 0) {
             lenv_curriculum_options co;
             lenv_error err = { 0 };
@@ -435,7 +455,12 @@ static int open_env(lenv_env **out, config *cfg, const char *arg, const char *ke
     o.data = n ? src : NULL;
     o.n_data = n;
     o.n_states = n_states;
-    return lenv_open(out, &o, err);
+    o.git = &cfg->git;
+    int rc = lenv_open(out, &o, err);
+    const lenv_git_ref *git = rc == 0 ? lenv_git_source(*out) : NULL;
+    if (git && git->warning[0])
+        fprintf(stderr, "envsrv: warning: %s\n", git->warning);
+    return rc;
 }
 
 /* The served model's default name: the last part of its path, without a
@@ -527,6 +552,7 @@ int main(int argc, char **argv)
     inf_bundle *model = NULL;
     lenv_chat_template *model_template = NULL;
     char model_name[256];
+    lenv_lock *lock = NULL;
 
     if (argc >= 2 && strcmp(argv[1], "generate") == 0)
         return srv_cmd_generate(argc, argv);
@@ -534,6 +560,8 @@ int main(int argc, char **argv)
         return srv_cmd_eval(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "rollout") == 0)
         return srv_cmd_rollout(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "lock") == 0)
+        return srv_cmd_lock(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "list") == 0) {
         if (argc > 2)
             bad_args("'list' takes no arguments");
@@ -542,6 +570,19 @@ int main(int argc, char **argv)
     parse_args(&cfg, argc, argv);
     if ((cfg.tokenizer || cfg.chat_template || cfg.model_name || cfg.srv.gen_threads) && !cfg.model)
         bad_args("--tokenizer, --chat-template, --model-name and --gen-threads need --model");
+    if (cfg.lock_path) {
+        lenv_error err = { 0 };
+        if (lenv_lock_load(&lock, cfg.lock_path, &err) != 0) {
+            fprintf(stderr, "envsrv: %s\n", err.message);
+            return 1;
+        }
+        cfg.git.lock = lock;
+        if (cfg.n_envs == 0 && lenv_lock_count(lock) > MAX_ENVS)
+            bad_args("--lock %s: more than %d envs", cfg.lock_path, MAX_ENVS);
+        if (cfg.n_envs == 0)
+            for (size_t i = 0; i < lenv_lock_count(lock); i++)
+                cfg.envs[cfg.n_envs++] = lenv_lock_spec(lock, i);
+    }
     if (cfg.n_envs == 0)
         cfg.envs[cfg.n_envs++] = "gsm8k";
     if (!cfg.srv.api_key) {
@@ -688,5 +729,6 @@ done:
         lenv_free(envs[i]);
     for (size_t d = 0; d < cfg.n_data; d++)
         free(cfg.data[d].env);
+    lenv_lock_free(lock);
     return status;
 }

@@ -215,4 +215,22 @@ int srv_cmd_eval(int argc, char **argv);
  * lines. Returns the exit status: 0, 1 on an error, 2 for bad arguments. */
 int srv_cmd_rollout(int argc, char **argv);
 
+/* `envsrv lock --env git+URL@REV#PATH ... -o FILE`: resolves each git env to
+ * a commit, loads it (so a broken env is caught now), and writes the lock
+ * file that `--lock FILE` reads. Returns the exit status: 0, 1 on an error,
+ * 2 for bad arguments. server/cmd_lock.c. */
+int srv_cmd_lock(int argc, char **argv);
+
+/* The git options that `envsrv eval` and `rollout` share with the server:
+ * --cache-dir DIR, --git-timeout SECONDS, --lock FILE (loaded when seen). */
+typedef struct srv_git_args {
+    lenv_git_options opts;  /* opts.lock points at `lock` */
+    lenv_lock *lock;        /* owned: lenv_lock_free() it */
+} srv_git_args;
+
+/* Takes `opt value` when opt is one of the git options: returns 1 when taken,
+ * 0 when opt is not a git option, -1 (after printing why, prefixed by
+ * `prog`) for a bad value or an unreadable lock file. server/cmd_lock.c. */
+int srv_git_option(srv_git_args *g, const char *prog, const char *opt, const char *value);
+
 #endif
