@@ -520,7 +520,7 @@ local function judge(item, completion)
     error("sandbox " .. res.status .. ": " .. res.message)
   end
   local details = { sandbox = res.status, cpu_ms = res.cpu_ms, wall_ms = res.wall_ms,
-                    tier = res.tier, total = #spec.tests, passed = 0 }
+                    tier = res.tier, warm = res.warm, total = #spec.tests, passed = 0 }
   local at = res.stdout:find("\n" .. nonce .. " ", 1, true)
   if not at then
     -- The harness was killed (by the candidate, or a limit): no result.

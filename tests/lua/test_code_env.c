@@ -173,8 +173,18 @@ static void test_code_env_sandbox__run(void **state)
     assert_int_equal(strlen(json_string_value(json_object_get(d, "stderr"))), 100);
     assert_true(json_is_false(json_object_get(d, "stderr_truncated")));
     assert_non_null(json_string_value(json_object_get(d, "tier")));
+    assert_true(json_is_true(json_object_get(d, "warm")));     /* python: warm by default */
     assert_true(json_is_integer(json_object_get(d, "cpu_ms")));
     assert_true(json_is_integer(json_object_get(d, "memory_kb")));
+    json_decref(d);
+
+    /* warm = false asks for a cold run: same result. */
+    assert_int_equal(score1(env, item,
+                            "{\"language\": \"python\", \"code\": \"print(6 * 7)\", \"warm\": false}",
+                            &r, &d, &err),
+                     LENV_OK);
+    assert_string_equal(json_string_value(json_object_get(d, "stdout")), "42\n");
+    assert_true(json_is_false(json_object_get(d, "warm")));
     json_decref(d);
 
     /* Output over the cap: kept up to the cap, counted, flagged. */
@@ -469,7 +479,7 @@ typedef struct real_run {
     size_t next;
     pthread_mutex_t mu;
     int humaneval;
-    size_t good, bad_passed, errors;
+    size_t good, bad_passed, errors, warm;
 } real_run;
 
 static void *real_worker(void *arg)
@@ -507,6 +517,8 @@ static void *real_worker(void *arg)
             print_message("item %zu: error %s\n", i, err.message);
         } else {
             json_t *rw = json_object_get(out, "rewards");
+            json_t *d0 = json_array_get(json_object_get(out, "details"), 0);
+            rr->warm += json_is_true(json_object_get(d0, "warm"));
             if (json_number_value(json_array_get(rw, 0)) == 1.0)
                 rr->good++;
             else
@@ -565,6 +577,8 @@ static void test_code_env_real__humaneval(void **state)
     assert_int_equal(rr.errors, 0);
     assert_int_equal(rr.good, n);
     assert_int_equal(rr.bad_passed, 0);
+    /* The env's default: every run in a warm interpreter. */
+    assert_int_equal(rr.warm, n);
     lenv_free(env);
 }
 
