@@ -352,6 +352,7 @@ int sbx_init(sbx_probe_info *info, const sbx_options *opts, char *err, size_t er
         sbx__g.netns_pool = fd >= 0;
         sbx__netns_release(fd);
     }
+    sbx__g.no_warm = opts->no_warm;
     sbx__g.ready = 1;
     return 0;
 }

@@ -196,9 +196,10 @@ typedef struct sbx_options {
     const char *lua;            /* NULL: /usr/bin/lua5.4 */
     bool no_cgroup;             /* use the rlimits tier even where cgroups work (tests,
                                  * benchmarks); invalid with SBX_MODE_STRICT */
+    bool no_warm;               /* run warm requests cold (benchmarks, comparisons) */
 } sbx_options;
 
-#define SBX_OPTIONS_INIT { SBX_MODE_BEST_EFFORT, NULL, NULL, false }
+#define SBX_OPTIONS_INIT { SBX_MODE_BEST_EFFORT, NULL, NULL, false, false }
 
 /*
  * Probes, picks the tier (see sbx_mode), compiles the seccomp filter and fixes

@@ -116,6 +116,7 @@ typedef struct sbx__state {
     uid_t outside_uid;
     gid_t outside_gid;
     bool netns_pool;            /* runs reuse pooled network namespaces (root) */
+    bool no_warm;               /* sbx_options.no_warm */
     sbx__cg_base cg;
     struct sock_fprog filter;   /* owns filter.filter */
 } sbx__state;

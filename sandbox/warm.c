@@ -75,7 +75,8 @@ static atomic_uint_fast64_t zygotes_started;
 bool sbx__warm_eligible(const char *language)
 {
     const sbx_language *py = sbx_language_find("python3");
-    return language && py && py->available && strcmp(language, "python3") == 0;
+    return !sbx__g.no_warm && language && py && py->available &&
+           strcmp(language, "python3") == 0;
 }
 
 void sbx__warm_reset(void)
