@@ -61,7 +61,7 @@ typedef struct zygote {
     int pidfd;
     int sock;           /* SOCK_SEQPACKET to the driver */
     int netns;          /* pooled network namespace held for its life, or -1 */
-    unsigned gen;       /* sbx_init generation it was started under */
+    unsigned gen;       /* sbx_init generation of pid and skip */
     unsigned skip;      /* warm requests left to run cold after a failure */
 } zygote;
 
@@ -280,7 +280,6 @@ static int zygote_start(zygote *z)
     if (!wait_readable(z->sock, z->pidfd, WARM_START_MS) ||
         recv(z->sock, ready, sizeof ready, 0) != 5 || memcmp(ready, "ready", 5) != 0)
         goto done;
-    z->gen = atomic_load(&generation);
     rc = 0;
 done:
     if (rc < 0)
@@ -327,9 +326,10 @@ static int make_payload(const sbx__plan *p)
     struct {
         char magic[4];
         uint32_t nfiles;
-        /* The zygote sandbox's init, the zygote and the short-lived
-         * process that forks the run's init share the run's user and its
-         * RLIMIT_NPROC count; the pids cgroup stays exact. */
+        /* The zygote sandbox's init and the zygote share the run's user
+         * and its RLIMIT_NPROC count (so, for a moment, does the process
+         * that forks the run's init: the zygote reaps it at once); the
+         * pids cgroup stays exact. */
         uint64_t cpu_s, as_bytes, fsize, nproc;
         char work_opts[64], tmp_opts[64];
     } __attribute__((packed)) head;
@@ -339,7 +339,7 @@ static int make_payload(const sbx__plan *p)
     head.cpu_s = p->run_cpu_s;
     head.as_bytes = p->run_as_bytes;
     head.fsize = p->run_fsize;
-    head.nproc = p->run_nproc + 3;
+    head.nproc = p->run_nproc + 2;
     memcpy(head.work_opts, p->work_opts, sizeof head.work_opts);
     memcpy(head.tmp_opts, p->tmp_opts, sizeof head.tmp_opts);
     head.work_opts[63] = head.tmp_opts[63] = '\0';
@@ -414,11 +414,19 @@ int sbx__warm_launch(pid_t *pid, int *pidfd, int *ctl, const sbx__plan *plan, in
     zygote *z = thread_zygote();
     if (!z)
         goto done;
+    unsigned gen = atomic_load(&generation);
+    if (z->gen != gen) {
+        /* sbx_init changed the filter, the interpreter or the tier: start
+         * over, and forget failures of the old configuration. */
+        zygote_stop(z);
+        z->skip = 0;
+        z->gen = gen;
+    }
     if (z->skip) {
         z->skip--;
         goto done;
     }
-    if (z->pid > 0 && (z->gen != atomic_load(&generation) || exited(z->pidfd)))
+    if (z->pid > 0 && exited(z->pidfd))
         zygote_stop(z);
     if (z->pid <= 0) {
         if (atomic_load(&zygotes_alive) >= WARM_MAX)
