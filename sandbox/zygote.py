@@ -6,10 +6,11 @@
 #
 #   zygote (Z)     waits for "R" + 5 fds (ctl, stdin, stdout, stderr, payload)
 #   -> A           new mount, PID, IPC and UTS namespaces; forks B and exits
-#   -> B           PID 1 of the run: fresh tmpfs /work and /tmp, the files,
-#                  "hello" to the server (which reads B's host pid from the
-#                  socket credentials, moves B into the run cgroup, and says
-#                  "go"), then B forks C, reaps, and reports C's wait status
+#   -> B           PID 1 of the run: "hello" to the server (which reads B's
+#                  host pid from the socket credentials, moves B into the run
+#                  cgroup, and says "go") while B mounts fresh tmpfs /work
+#                  and /tmp and writes the files; after "go" B forks C,
+#                  reaps, and reports C's wait status
 #   -> C           stdio, rlimits, no capabilities, no_new_privs, seccomp,
 #                  then the program as __main__, ended by the interpreter's
 #                  normal exit (threads joined, atexit run, stdio flushed)
@@ -112,6 +113,10 @@ def write_files(ctl, payload_fd, header):
 def run_init(ctl, fds, header):
     """B: PID 1 of the run's namespace. Returns only in C."""
     _, sin, sout, serr, payload = fds
+    # Hello first: moving us into the run's cgroup can wait for an RCU grace
+    # period in the kernel (cgroup v1), which the rest of our setup overlaps.
+    # Nothing of the run starts before "go", which comes after the move.
+    ctl.send(MSG.pack(MSG_HELLO, 0, 0, 0, 0, 0, b''))
     os.setsid()            # runs cannot signal the zygote's process group
     default_signals()      # as PID 1: ignores every signal from inside
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -121,7 +126,6 @@ def run_init(ctl, fds, header):
     os.chdir('/work')      # the new /work, not the zygote's below it
     write_files(ctl, payload, header)
     os.close(payload)
-    ctl.send(MSG.pack(MSG_HELLO, 0, 0, 0, 0, 0, b''))
     if ctl.recv(16) != b'g':
         os._exit(1)
     try:
