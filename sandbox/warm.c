@@ -450,6 +450,14 @@ int sbx__warm_launch(pid_t *pid, int *pidfd, int *ctl, const sbx__plan *plan, in
     if (wait_readable(pair[0], z->pidfd, WARM_HELLO_MS))
         init = read_hello(pair[0]);
     int fd = init > 0 ? (int)syscall(SYS_pidfd_open, init, 0) : -1;
+    /* The init is not our child: had it died before pidfd_open, its pid
+     * could name another process by now. It holds the only other end of
+     * ctl until "go", so an open ctl proves the pidfd names it. */
+    struct pollfd hup = { pair[0], POLLRDHUP, 0 };
+    if (fd >= 0 && poll(&hup, 1, 0) != 0 && (hup.revents & (POLLRDHUP | POLLHUP))) {
+        close(fd);
+        fd = -1;
+    }
     if (fd < 0) {
         /* A setup error, a dead zygote or a timeout: whatever it was, the
          * zygote is suspect. The run is retried cold. */
