@@ -166,10 +166,12 @@ uint64_t sbx_warm_started(void)
     return atomic_load(&zygotes_started);
 }
 
-static bool exited(int pidfd)
+/* Whether the zygote is dead or dying: its init exited, or the driver's
+ * end of the control socket is closed. */
+static bool zygote_gone(const zygote *z)
 {
-    struct pollfd pf = { pidfd, POLLIN, 0 };
-    return poll(&pf, 1, 0) != 0;
+    struct pollfd pf[2] = { { z->pidfd, POLLIN, 0 }, { z->sock, POLLRDHUP, 0 } };
+    return poll(pf, 2, 0) != 0 && (pf[0].revents || (pf[1].revents & (POLLRDHUP | POLLHUP)));
 }
 
 /* Waits up to `ms` for `fd` to be readable; false on timeout or when
@@ -378,7 +380,8 @@ static int send_run(int sock, const int fds[5])
     return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-/* Reads the run init's hello and the pid the kernel says sent it. */
+/* Reads the run init's hello and the pid the kernel says sent it: the pid,
+ * 0 at end of file (every holder of the other end is gone), or -1. */
 static pid_t read_hello(int ctl)
 {
     sbx__msg m;
@@ -396,6 +399,8 @@ static pid_t read_hello(int ctl)
     do
         n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return 0;
     if (n != (ssize_t)sizeof m || m.kind != SBX__MSG_HELLO)
         return -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
@@ -407,10 +412,51 @@ static pid_t read_hello(int ctl)
     return -1;
 }
 
+/* Gives one run to a live zygote: the run's init is then waiting for "go".
+ * Returns 0; -2 when the other end of ctl closed without a word (the zygote
+ * is most likely dying); -1 on any other failure. Nothing of a failed run
+ * is left running. */
+static int hand_over(zygote *z, pid_t *pid, int *pidfd, int *ctl, const sbx__plan *plan,
+                     int stdin_r, int stdout_w, int stderr_w)
+{
+    int rc = -1, pair[2] = { -1, -1 }, one = 1, fd = -1;
+    int payload = make_payload(plan);
+    if (payload < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0 ||
+        setsockopt(pair[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0)
+        goto done;
+    int fds[5] = { pair[1], stdin_r, stdout_w, stderr_w, payload };
+    if (send_run(z->sock, fds) < 0)
+        goto done;
+    close_fd(&pair[1]);
+    pid_t init = -1;
+    if (wait_readable(pair[0], z->pidfd, WARM_HELLO_MS))
+        init = read_hello(pair[0]);
+    if (init == 0)
+        rc = -2;
+    fd = init > 0 ? (int)syscall(SYS_pidfd_open, init, 0) : -1;
+    /* The init is not our child: had it died before pidfd_open, its pid
+     * could name another process by now. It holds the only other end of
+     * ctl until "go", so an open ctl proves the pidfd names it. */
+    struct pollfd hup = { pair[0], POLLRDHUP, 0 };
+    if (fd < 0 || (poll(&hup, 1, 0) != 0 && (hup.revents & (POLLRDHUP | POLLHUP))))
+        goto done;
+    *pid = init;
+    *pidfd = fd;
+    *ctl = pair[0];
+    fd = pair[0] = -1;
+    rc = 0;
+done:
+    close_fd(&fd);
+    close_fd(&pair[0]);
+    close_fd(&pair[1]);
+    close_fd(&payload);
+    return rc;
+}
+
 int sbx__warm_launch(pid_t *pid, int *pidfd, int *ctl, const sbx__plan *plan, int stdin_r,
                      int stdout_w, int stderr_w)
 {
-    int rc = 1, pair[2] = { -1, -1 }, payload = -1, one = 1;
+    int rc = 1;
     zygote *z = thread_zygote();
     if (!z)
         goto done;
@@ -426,54 +472,40 @@ int sbx__warm_launch(pid_t *pid, int *pidfd, int *ctl, const sbx__plan *plan, in
         z->skip--;
         goto done;
     }
-    if (z->pid > 0 && exited(z->pidfd))
+    /* A second try only when the zygote died (killed, or out of memory):
+     * a new one is as good as the old was. */
+    for (int attempt = 0; attempt < 2 && rc != 0; attempt++) {
+        if (z->pid > 0 && zygote_gone(z))
+            zygote_stop(z);
+        if (z->pid <= 0) {
+            if (atomic_load(&zygotes_alive) >= WARM_MAX)
+                goto done;
+            if (zygote_start(z) < 0) {
+                z->skip = WARM_BACKOFF;
+                goto done;
+            }
+        }
+        int r = hand_over(z, pid, pidfd, ctl, plan, stdin_r, stdout_w, stderr_w);
+        if (r == 0) {
+            rc = 0;
+            break;
+        }
+        /* Silence on ctl: give a dying zygote a moment to be gone. */
+        if (r == -2) {
+            struct pollfd pf = { z->pidfd, POLLIN, 0 };
+            while (poll(&pf, 1, 1000) < 0 && errno == EINTR)
+                ;
+        }
+        /* A setup error or a timeout makes a live zygote suspect: the run
+         * is done cold, and so are the thread's next few. */
+        bool died = zygote_gone(z);
         zygote_stop(z);
-    if (z->pid <= 0) {
-        if (atomic_load(&zygotes_alive) >= WARM_MAX)
-            goto done;
-        if (zygote_start(z) < 0) {
+        if (!died) {
             z->skip = WARM_BACKOFF;
-            goto done;
+            break;
         }
     }
-    payload = make_payload(plan);
-    if (payload < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0 ||
-        setsockopt(pair[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0)
-        goto done;
-    int fds[5] = { pair[1], stdin_r, stdout_w, stderr_w, payload };
-    if (send_run(z->sock, fds) < 0) {
-        zygote_stop(z);         /* gone since the check above: restart next time */
-        goto done;
-    }
-    close_fd(&pair[1]);
-    pid_t init = -1;
-    if (wait_readable(pair[0], z->pidfd, WARM_HELLO_MS))
-        init = read_hello(pair[0]);
-    int fd = init > 0 ? (int)syscall(SYS_pidfd_open, init, 0) : -1;
-    /* The init is not our child: had it died before pidfd_open, its pid
-     * could name another process by now. It holds the only other end of
-     * ctl until "go", so an open ctl proves the pidfd names it. */
-    struct pollfd hup = { pair[0], POLLRDHUP, 0 };
-    if (fd >= 0 && poll(&hup, 1, 0) != 0 && (hup.revents & (POLLRDHUP | POLLHUP))) {
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0) {
-        /* A setup error, a dead zygote or a timeout: whatever it was, the
-         * zygote is suspect. The run is retried cold. */
-        zygote_stop(z);
-        z->skip = WARM_BACKOFF;
-        goto done;
-    }
-    *pid = init;
-    *pidfd = fd;
-    *ctl = pair[0];
-    pair[0] = -1;
-    rc = 0;
 done:
-    close_fd(&pair[0]);
-    close_fd(&pair[1]);
-    close_fd(&payload);
     close(stdin_r);
     close(stdout_w);
     close(stderr_w);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -971,6 +972,37 @@ static void test_sandbox_warm__falls_back_cold(void **state)
 }
 
 
+/* A zygote that died between runs is restarted by the next warm run. */
+static void test_sandbox_warm__restarted_after_death(void **state)
+{
+    (void)state;
+    need_sandbox();
+    sbx_result r;
+    run_py(&r, "print(1)\n", true, NULL);
+    expect(&r, SBX_OK);
+    sbx_result_free(&r);
+    /* Our only child now is the zygote's sandbox init. */
+    char path[64], buf[64] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)syscall(SYS_gettid));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    assert_true(pid > 0);
+    assert_true(*end == ' ' || *end == '\0');
+    assert_true(end[*end == ' '] == '\0' || end[*end == ' '] == '\n');  /* one child only */
+    uint64_t started = sbx_warm_started();
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    run_py(&r, "print(2)\n", true, NULL);
+    expect(&r, SBX_OK);
+    assert_string_equal(r.out.data, "2\n");
+    assert_int_equal(sbx_warm_started(), started + 1);
+    sbx_result_free(&r);
+    sbx_warm_release();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1007,6 +1039,7 @@ int main(void)
         cmocka_unit_test(test_sandbox_warm__same_result_as_cold),
         cmocka_unit_test(test_sandbox_warm__rlimits_tier),
         cmocka_unit_test(test_sandbox_warm__falls_back_cold),
+        cmocka_unit_test(test_sandbox_warm__restarted_after_death),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
