@@ -180,7 +180,8 @@ static void test_code_env_sandbox__run(void **state)
 
     /* warm = false asks for a cold run: same result. */
     assert_int_equal(score1(env, item,
-                            "{\"language\": \"python\", \"code\": \"print(6 * 7)\", \"warm\": false}",
+                            "{\"language\": \"python\", \"code\": \"print(6 * 7)\","
+                            " \"warm\": false}",
                             &r, &d, &err),
                      LENV_OK);
     assert_string_equal(json_string_value(json_object_get(d, "stdout")), "42\n");

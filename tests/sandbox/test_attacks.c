@@ -539,7 +539,8 @@ static const sequence sequences[] = {
       SBX_OK, 0,
       "import os, sys\nleft = [p for p in ('/work/planted.py', '/tmp/planted.py', '/work/sub',\n"
       "        '/work/main2.py', '/tmp/link') if os.path.lexists(p)]\n"
-      "assert not left, left\nassert sorted(os.listdir('/work')) == ['main.py'], os.listdir('/work')\n"
+      "assert not left, left\n"
+      "assert sorted(os.listdir('/work')) == ['main.py'], os.listdir('/work')\n"
       "assert os.listdir('/tmp') == [], os.listdir('/tmp')\n"
       "try:\n    import planted\n    sys.exit('imported a module planted by an earlier run')\n"
       "except ImportError:\n    pass\nprint('clean')\n" },
@@ -560,10 +561,10 @@ static const sequence sequences[] = {
       SBX_OK, 0,
       "import gc, sys, math\nneedle = ''.join(['sekr', 'et-of-run-', 'one'])\n"
       "assert not hasattr(math, 'stash')\nfound = []\nfor o in gc.get_objects():\n"
-      "    try:\n        if isinstance(o, dict):\n"
-      "            found += [v for v in o.values() if isinstance(v, str) and v is not needle and needle in v]\n"
-      "        elif isinstance(o, (list, tuple)):\n"
-      "            found += [v for v in o if isinstance(v, str) and v is not needle and needle in v]\n"
+      "    try:\n        vs = o.values() if isinstance(o, dict) else o\n"
+      "        if isinstance(o, (dict, list, tuple)):\n"
+      "            found += [v for v in vs\n"
+      "                      if isinstance(v, str) and v is not needle and needle in v]\n"
       "    except Exception:\n        pass\nassert not found, found\nprint('clean')\n" },
     { "test_sandbox_attack__warm_kill_zygote",
       "import os, signal\nfor sig in (signal.SIGTERM, signal.SIGKILL):\n"
