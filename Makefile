@@ -92,6 +92,15 @@ $(BUILD)/envs/embedded.c: envs/embed.sh $(EMBED_FILES)
 $(BUILD)/envs/embedded.o: $(BUILD)/envs/embedded.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The warm Python sandbox's driver, as the bytes of a C array (sandbox/warm.c).
+$(BUILD)/sandbox/zygote.inc: sandbox/zygote.py
+	@mkdir -p $(dir $@)
+	od -An -v -tx1 $< | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g' > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/sandbox/warm.o: sandbox/warm.c $(BUILD)/sandbox/zygote.inc
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(BUILD)/sandbox -c -o $@ $<
+
 $(BUILD)/tests/%: tests/%.c $(SUPPORT_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJS) $(LIB) $(CMOCKA_LIBS) $(LIBS)

@@ -98,6 +98,13 @@ done
 # The floors from issue 2.
 h=$(cat "$TMP/rps_health"); s1=$(cat "$TMP/rps_score1"); c64=$(cat "$TMP/cps_score64")
 ok=1
+# Issue 4: the code env's default path at most 1.5x plain python3 (code_bench
+# prints the verdict; it is skipped without the HumanEval data).
+if grep -q "^floor: default (warm).*OVER THE FLOOR" "$OUT"; then ok=0; fi
+if grep -q "^floor: default (warm)" "$OUT"; then
+    say "$(grep "^floor: default (warm)" "$OUT" | sed 's/^floor: /floor: code env /')"
+    say "$(grep "^warm beats plain" "$OUT")"
+fi
 ratio=$(awk -v a="$s1" -v b="$h" 'BEGIN { printf "%.2f", a / b }')
 if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.5) }'; then v=ok; else v=BELOW; ok=0; fi
 say "floor: score(k=1) / health = $ratio (>= 0.50) $v"

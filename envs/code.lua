@@ -10,6 +10,10 @@
 -- whole completion; for HumanEval it runs after the prompt, so a completion
 -- may be either the whole function or just its body.
 --
+-- MBPP's harder challenge_test_list is an optional test set: the item field
+-- test_set (else params.test_set) is "standard" (test_list, the default),
+-- "challenge" (challenge_test_list) or "all" (both).
+--
 -- Reward: 1 when every test passes, else 0; with reward_mode = "fraction"
 -- (an item field, else params.reward_mode) the fraction of tests passed.
 -- details.status is "passed", or why not: "failed" (an assertion),
@@ -400,7 +404,7 @@ def main():
 main()
 ]==]
 
-local defaults = { reward_mode = "all", timeout_s = 10, memory_mb = 1024 }
+local defaults = { reward_mode = "all", timeout_s = 10, memory_mb = 1024, test_set = "standard" }
 
 -- Compiling the harness costs more CPU than the rest of it together, so each
 -- Lua state compiles it once, in the sandbox, and keeps the code object
@@ -490,12 +494,27 @@ local function judge(item, completion)
     spec = { trusted = item.prompt .. "\n" .. item.test, setup = "",
              tests = { "check(" .. ep .. ")" }, entry_point = ep }
   else
-    local tests = {}
-    for i, t in ipairs(item.test_list) do
-      if type(t) ~= "string" then error("test_list[" .. i .. "] is not a string") end
-      tests[i] = t
+    local set = setting(item, "test_set")
+    local lists
+    if set == "standard" then
+      lists = { "test_list" }
+    elseif set == "challenge" then
+      lists = { "challenge_test_list" }
+    elseif set == "all" then
+      lists = { "test_list", "challenge_test_list" }
+    else
+      error("test_set must be \"standard\", \"challenge\" or \"all\"")
     end
-    if #tests == 0 then error("test_list is empty") end
+    local tests = {}
+    for _, name in ipairs(lists) do
+      local list = item[name]
+      if type(list) ~= "table" then error(name .. " is missing or not a list") end
+      for i, t in ipairs(list) do
+        if type(t) ~= "string" then error(name .. "[" .. i .. "] is not a string") end
+        tests[#tests + 1] = t
+      end
+      if #list == 0 then error(name .. " is empty") end
+    end
     spec = { trusted = "", setup = item.test_setup_code or "", tests = tests,
              entry_point = mbpp_entry(item) }
     candidate = src
@@ -520,7 +539,7 @@ local function judge(item, completion)
     error("sandbox " .. res.status .. ": " .. res.message)
   end
   local details = { sandbox = res.status, cpu_ms = res.cpu_ms, wall_ms = res.wall_ms,
-                    tier = res.tier, total = #spec.tests, passed = 0 }
+                    tier = res.tier, warm = res.warm, total = #spec.tests, passed = 0 }
   local at = res.stdout:find("\n" .. nonce .. " ", 1, true)
   if not at then
     -- The harness was killed (by the candidate, or a limit): no result.

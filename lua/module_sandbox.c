@@ -191,7 +191,7 @@ static size_t read_files(lua_State *L, int idx, sbx_file *files)
 }
 
 static const char *const request_fields[] = {
-    "language", "argv", "code", "stdin", "files", "limits", NULL,
+    "language", "argv", "code", "stdin", "files", "limits", "warm", NULL,
 };
 
 /* Fills req from the request table at idx. Raises on bad input. */
@@ -207,7 +207,7 @@ static void read_request(lua_State *L, int idx, run_scratch *s, sbx_request *req
             known |= strcmp(k, request_fields[i]) == 0;
         if (!known)
             luaL_error(L, "envsrv.sandbox.run: unknown request field '%s' (language, argv, "
-                          "code, stdin, files, limits)", k ? k : luaL_typename(L, -1));
+                          "code, stdin, files, limits, warm)", k ? k : luaL_typename(L, -1));
     }
 
     /* Each field's value stays on the stack until the run is over, so that
@@ -263,6 +263,12 @@ static void read_request(lua_State *L, int idx, run_scratch *s, sbx_request *req
 
     if (lua_getfield(L, idx, "limits") != LUA_TNIL)
         read_limits(L, lua_gettop(L), &req->limits);
+
+    /* Warm by default: the same isolation, a fraction of the start-up. */
+    t = lua_getfield(L, idx, "warm");
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+        luaL_error(L, "envsrv.sandbox.run: warm must be a boolean");
+    req->warm = t == LUA_TNIL || lua_toboolean(L, -1);
 }
 
 /* ---- the result ------------------------------------------------------------------- */
@@ -292,11 +298,13 @@ static void set_output(lua_State *L, const char *prefix, const sbx_output *o)
  *        -- or argv = {"/usr/bin/python3", "main.py"} (absolute argv[0]), no code
  *        stdin = "...", files = {name = "content" | {content=, executable=}},
  *        limits = {cpu_ms, wall_ms, memory_mb, output_bytes, processes,
- *                  file_bytes, tmpfs_mb}}   -- 0 or absent: the default
+ *                  file_bytes, tmpfs_mb},   -- 0 or absent: the default
+ *        warm = true|false}   -- default true: a warm interpreter where the
+ *                             -- language has one (python), same isolation
  * Limits above lenv's caps are clamped. The result: {status = "OK" | ... |
  * "INTERNAL_ERROR", exit_code, signal, stdout, stderr, stdout_truncated,
  * stderr_truncated, stdout_bytes, stderr_bytes, cpu_ms, wall_ms, memory_kb,
- * tier, message, and for compiled languages compile_output,
+ * tier, warm (whether it ran warm), message, and for compiled languages compile_output,
  * compile_output_truncated, compile_output_bytes, compile_exit_code,
  * compile_ms}. A bad request (unknown language, bad file name) raises an
  * error. INTERNAL_ERROR and EXEC_ERROR are results, not errors: the env must
@@ -336,6 +344,8 @@ static int l_sandbox_run(lua_State *L)
     set_int(L, "memory_kb", (lua_Integer)r->memory_kb);
     lua_pushstring(L, r->tier ? r->tier : sbx_tier_name(sbx_current_tier()));
     lua_setfield(L, -2, "tier");
+    lua_pushboolean(L, r->warm);
+    lua_setfield(L, -2, "warm");
     lua_pushstring(L, r->message[0] ? r->message : err);
     lua_setfield(L, -2, "message");
     if (r->compile.data || r->compile_exit_code != -1) {

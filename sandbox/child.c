@@ -416,6 +416,17 @@ static __attribute__((noreturn)) void exec_child(const sbx__plan *p, int phase, 
     int err = errno;
     if (ok) {
         reset_signals();
+        if (p->zygote) {
+            /* Each run's process sets its own limits and drops its own
+             * privileges (zygote.py); the zygote keeps what it needs to
+             * build the runs' namespaces. */
+            set_limit(RLIMIT_CORE, 0, 0);
+            execve(p->run_argv[0], (char *const *)p->run_argv, (char *const *)p->envp);
+            err = errno;
+            ssize_t w = write(3, &err, sizeof err);
+            (void)w;
+            _exit(127);
+        }
         if (phase == PHASE_RUN) {
             set_limit(RLIMIT_CPU, p->run_cpu_s, p->run_cpu_s + 1);
             set_limit(RLIMIT_AS, p->run_as_bytes, p->run_as_bytes);
@@ -503,6 +514,10 @@ void sbx__child_main(const sbx__plan *p)
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     renumber_fds(p);
     reset_signals();
+    /* Our process group was the server's: kill(0, ...) in the program would
+     * reach every process of the server's group that runs under the same
+     * outside uid, which is every other run. A session of our own stops it. */
+    (void)setsid();
     char go;
     if (read(FD_SYNC, &go, 1) != 1)
         _exit(1);

@@ -319,6 +319,7 @@ int sbx_init(sbx_probe_info *info, const sbx_options *opts, char *err, size_t er
     }
     free(sbx__g.filter.filter);
     memset(&sbx__g, 0, sizeof sbx__g);
+    sbx__warm_reset();
     sbx__netns_drop_all();
     if (sbx__lang_init(opts->python3, opts->lua, err, errlen) < 0)
         return SBX_EINVALID;
@@ -351,6 +352,7 @@ int sbx_init(sbx_probe_info *info, const sbx_options *opts, char *err, size_t er
         sbx__g.netns_pool = fd >= 0;
         sbx__netns_release(fd);
     }
+    sbx__g.no_warm = opts->no_warm;
     sbx__g.ready = 1;
     return 0;
 }

@@ -27,7 +27,7 @@
 #include "sandbox/sandbox_int.h"
 
 /* The fixed environment of every program: nothing of the server's. */
-static const char *const child_env[] = {
+const char *const sbx__child_env[] = {
     "PATH=/usr/local/bin:/usr/bin:/bin",
     "HOME=/work",
     "TMPDIR=/tmp",
@@ -186,7 +186,7 @@ static int make_plan(sbx__plan *p, sbx_limits *lim, const sbx_request *req, char
     }
     p->files = req->files;
     p->nfiles = req->nfiles;
-    p->envp = child_env;
+    p->envp = sbx__child_env;
     snprintf(p->work_opts, sizeof p->work_opts, "size=%um,nr_inodes=16384,mode=0755",
              lim->tmpfs_mb);
     snprintf(p->tmp_opts, sizeof p->tmp_opts, "size=%um,nr_inodes=16384,mode=1777",
@@ -280,7 +280,8 @@ static int stream_finish(stream *s)
 /* ---- the run ---------------------------------------------------------------------------- */
 
 typedef struct run_state {
-    pid_t pid;
+    pid_t pid;              /* init of the run: our child, or (warm) not ours */
+    bool warm;              /* pid is a warm run's init, polled and killed by pidfd only */
     int pidfd, sync_w, status_r, stdin_w;
     stream out, err, cc;
     size_t stdin_off;
@@ -297,8 +298,15 @@ typedef struct run_state {
 
 static void kill_tree(run_state *rs)
 {
-    if (rs->pid > 0 && !rs->exited)
-        kill(rs->pid, SIGKILL);   /* PID 1 of the namespace: takes everything with it */
+    if (rs->pid <= 0 || rs->exited)
+        return;
+    /* PID 1 of the namespace: takes everything with it. A warm run's init is
+     * not our child, so its pid could be reused once it is gone: the pidfd
+     * names it for sure. */
+    if (rs->warm)
+        (void)syscall(SYS_pidfd_send_signal, rs->pidfd, SIGKILL, NULL, 0);
+    else
+        kill(rs->pid, SIGKILL);
 }
 
 static void close_fd(int *fd)
@@ -470,10 +478,11 @@ static int supervise(run_state *rs, const sbx_request *req, const sbx_limits *li
             feed_stdin(rs, req);
         if (i_pid >= 0 && pf[i_pid].revents) {
             int st;
-            pid_t w;
-            do
-                w = waitpid(rs->pid, &st, WNOHANG | __WALL);
-            while (w < 0 && errno == EINTR);
+            pid_t w = rs->pid;
+            /* A warm run's init is reaped by the zygote's sandbox init. */
+            while (!rs->warm && (w = waitpid(rs->pid, &st, WNOHANG | __WALL)) < 0 &&
+                   errno == EINTR)
+                ;
             if (w == rs->pid) {
                 rs->exited = true;
                 rs->t_end = now_ms();
@@ -585,29 +594,48 @@ static void classify(sbx_result *out, const run_state *rs, const sbx_limits *lim
         out->signal = SIGKILL;   /* killed by us: the tree got SIGKILL */
 }
 
-int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen)
+/* run_plan's answer when a warm run could not be started: run it cold. */
+#define RUN_COLD_INSTEAD 1
+
+static void start_result(sbx_result *out)
 {
-    char scratch[256];
-    if (!err || errlen == 0) {
-        err = scratch;
-        errlen = sizeof scratch;
-    }
-    err[0] = '\0';
     memset(out, 0, sizeof *out);
     out->exit_code = -1;
     out->compile_exit_code = -1;
     out->tier = sbx_tier_name(sbx_current_tier());
-    if (!sbx__g.ready) {
-        snprintf(err, errlen, "sandbox not initialised: call sbx_init() first");
-        return SBX_EINVALID;
+}
+
+/* Starts a warm run: the zygote forks its init, which we move into the run
+ * cgroup and tell to go. Returns 0, -1 with err, or RUN_COLD_INSTEAD. */
+static int start_warm(run_state *rs, sbx__plan *plan, int *in, int *po, int *pe, char *err,
+                      size_t errlen)
+{
+    int ctl = -1;
+    int r = sbx__warm_launch(&rs->pid, &rs->pidfd, &ctl, plan, in[0], po[1], pe[1]);
+    in[0] = po[1] = pe[1] = -1;     /* closed by the launch */
+    if (r != 0)
+        return RUN_COLD_INSTEAD;
+    rs->warm = true;
+    rs->status_r = ctl;
+    rs->stdin_w = in[1];
+    rs->out.fd = po[0];
+    rs->err.fd = pe[0];
+    in[1] = po[0] = pe[0] = -1;
+    if (rs->have_cg && sbx__cg_attach(&rs->cg, rs->pid, err, errlen) < 0)
+        return -1;
+    rs->t_run = now_ms();
+    if (sbx__write_nosig(ctl, "g", 1) != 1) {
+        snprintf(err, errlen, "sandbox: warm run's init died before starting");
+        return -1;
     }
-    sbx__plan plan;
-    sbx_limits lim;
-    if (!req || make_plan(&plan, &lim, req, err, errlen) < 0) {
-        if (!req)
-            snprintf(err, errlen, "no request");
-        return SBX_EINVALID;
-    }
+    return 0;
+}
+
+/* One run, cold or warm (the rest of sbx_run's contract). */
+static int run_plan(sbx_result *out, const sbx_request *req, sbx__plan plan,
+                    const sbx_limits *limits, bool warm, char *err, size_t errlen)
+{
+    sbx_limits lim = *limits;
     bool compiles = plan.compile_argv != NULL;
 
     int rc = SBX_EINTERNAL;
@@ -660,6 +688,16 @@ int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen)
     plan.compile_w = pc[1];
 
     rs.t0 = now_ms();
+    if (warm) {
+        int r = start_warm(&rs, &plan, in, po, pe, err, errlen);
+        if (r == RUN_COLD_INSTEAD)
+            rc = RUN_COLD_INSTEAD;
+        if (r != 0)
+            goto done;
+        if (req->stdin_len == 0)
+            close_fd(&rs.stdin_w);
+        goto supervise;
+    }
     if (sbx__g.netns_pool) {
         netns = sbx__netns_acquire();
         if (netns < 0) {
@@ -719,6 +757,7 @@ int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen)
     (void)sbx__write_nosig(rs.sync_w, "a", 1);
     if (!compiles)
         rs.t_run = rs.t0;
+supervise:
     if (supervise(&rs, req, &lim, compiles, err, errlen) < 0)
         goto done;
 
@@ -739,6 +778,7 @@ int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen)
     }
     out->wall_ms = rs.t_run ? rs.t_end - rs.t_run : 0;
     classify(out, &rs, &lim, &cgs, compiles);
+    out->warm = rs.warm;
     if (stream_finish(&rs.out) < 0 || stream_finish(&rs.err) < 0 || stream_finish(&rs.cc) < 0) {
         snprintf(err, errlen, "sandbox: out of memory");
         goto done;
@@ -749,7 +789,13 @@ int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen)
     }
     rc = 0;
 done:
-    if (rs.pid > 0 && !rs.exited) {
+    if (rs.pid > 0 && !rs.exited && rs.warm) {
+        kill_tree(&rs);
+        /* Bounded: a dead namespace cannot delay its init's exit for long. */
+        struct pollfd pf = { rs.pidfd, POLLIN, 0 };
+        while (poll(&pf, 1, 5000) < 0 && errno == EINTR)
+            ;
+    } else if (rs.pid > 0 && !rs.exited) {
         kill(rs.pid, SIGKILL);
         while (waitpid(rs.pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
@@ -769,6 +815,8 @@ done:
                  sizeof out->message - strlen(out->message), "%s(run cgroup not removed)",
                  out->message[0] ? " " : "");
     }
+    if (rc == RUN_COLD_INSTEAD)
+        return rc;
     if (rc != 0) {
         free(out->out.data);
         free(out->err.data);
@@ -782,4 +830,34 @@ done:
         }
     }
     return rc;
+}
+
+int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen)
+{
+    char scratch[256];
+    if (!err || errlen == 0) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    err[0] = '\0';
+    start_result(out);
+    if (!sbx__g.ready) {
+        snprintf(err, errlen, "sandbox not initialised: call sbx_init() first");
+        return SBX_EINVALID;
+    }
+    sbx__plan plan;
+    sbx_limits lim;
+    if (!req || make_plan(&plan, &lim, req, err, errlen) < 0) {
+        if (!req)
+            snprintf(err, errlen, "no request");
+        return SBX_EINVALID;
+    }
+    if (req->warm && sbx__warm_eligible(req->language)) {
+        int rc = run_plan(out, req, plan, &lim, true, err, errlen);
+        if (rc != RUN_COLD_INSTEAD)
+            return rc;
+        start_result(out);
+        err[0] = '\0';
+    }
+    return run_plan(out, req, plan, &lim, false, err, errlen);
 }

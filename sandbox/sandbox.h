@@ -96,9 +96,14 @@ typedef struct sbx_request {
     const sbx_file *files;      /* nfiles extra files in /work */
     size_t nfiles;
     sbx_limits limits;
+    /* Use a warm interpreter where the language has one (python3: a zygote
+     * that forks each run with the same isolation as a cold run; see
+     * docs/sandbox.md). Falls back to a cold run, never to less isolation,
+     * when none can be started. Ignored for other languages and argv. */
+    bool warm;
 } sbx_request;
 
-#define SBX_REQUEST_INIT { NULL, NULL, NULL, 0, NULL, 0, NULL, 0, SBX_LIMITS_INIT }
+#define SBX_REQUEST_INIT { NULL, NULL, NULL, 0, NULL, 0, NULL, 0, SBX_LIMITS_INIT, false }
 
 /* Captured bytes of one stream. `data` is owned by the result (freed by
  * sbx_result_free) and NUL-terminated for convenience, but may hold any bytes,
@@ -125,6 +130,7 @@ typedef struct sbx_result {
     int compile_exit_code;  /* -1 when there was no compile step or it was killed */
     uint64_t compile_ms;    /* wall time of the compile step */
     const char *tier;       /* static: the tier the run used (sbx_tier_name) */
+    bool warm;              /* it ran in a warm interpreter (request.warm) */
     char message[256];      /* why, for EXEC_ERROR / INTERNAL_ERROR / limits; else "" */
 } sbx_result;
 
@@ -190,9 +196,10 @@ typedef struct sbx_options {
     const char *lua;            /* NULL: /usr/bin/lua5.4 */
     bool no_cgroup;             /* use the rlimits tier even where cgroups work (tests,
                                  * benchmarks); invalid with SBX_MODE_STRICT */
+    bool no_warm;               /* run warm requests cold (benchmarks, comparisons) */
 } sbx_options;
 
-#define SBX_OPTIONS_INIT { SBX_MODE_BEST_EFFORT, NULL, NULL, false }
+#define SBX_OPTIONS_INIT { SBX_MODE_BEST_EFFORT, NULL, NULL, false, false }
 
 /*
  * Probes, picks the tier (see sbx_mode), compiles the seccomp filter and fixes
@@ -216,6 +223,18 @@ sbx_tier sbx_current_tier(void);
  * SBX_INTERNAL_ERROR and out->message says why). `err` gets the same message.
  */
 int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen);
+
+/*
+ * Stops the calling thread's warm interpreter, if it has one (a later warm
+ * run on this thread starts a new one). A thread's warm interpreter is also
+ * stopped when the thread exits; call this where a thread ends its sandbox
+ * work early, or before checking that no child processes are left.
+ */
+void sbx_warm_release(void);
+
+/* Warm interpreters started since the process began, over all threads (a
+ * figure for tests and metrics: a zygote restarted after a run would show). */
+uint64_t sbx_warm_started(void);
 
 /* ---- languages -------------------------------------------------------------- */
 

@@ -8,6 +8,8 @@
  *   cgroup.c   per-run cgroups (v1 and v2): create, limit, attach, read, remove
  *   child.c    what runs inside the new namespaces: root, init, exec
  *   run.c      sbx_run: the parent side (pipes, clone, poll, kill, result)
+ *   warm.c     warm Python: a zygote per thread that forks sandboxed runs
+ *   zygote.py  the zygote's driver (embedded in warm.c)
  */
 #ifndef ENVSRV_SANDBOX_INT_H
 #define ENVSRV_SANDBOX_INT_H
@@ -114,6 +116,7 @@ typedef struct sbx__state {
     uid_t outside_uid;
     gid_t outside_gid;
     bool netns_pool;            /* runs reuse pooled network namespaces (root) */
+    bool no_warm;               /* sbx_options.no_warm */
     sbx__cg_base cg;
     struct sock_fprog filter;   /* owns filter.filter */
 } sbx__state;
@@ -144,13 +147,18 @@ typedef struct sbx__plan {
     uint64_t run_cpu_s, run_as_bytes, run_fsize, run_nproc;
     uint64_t cc_cpu_s, cc_as_bytes, cc_nproc;
     const struct sock_fprog *filter;
+    /* The warm zygote (warm.c): exec'd with the capabilities of the
+     * sandbox's user namespace, no seccomp filter and no run limits, because
+     * it builds each run's namespaces itself. Runs only our own driver. */
+    bool zygote;
 } sbx__plan;
 
 enum {
     SBX__MSG_SETUP_ERROR = 1,   /* what + err: the sandbox could not be built */
     SBX__MSG_EXEC_ERROR,        /* what + err: execve failed (phase says which) */
     SBX__MSG_COMPILED,          /* status: the compiler's wait status */
-    SBX__MSG_EXITED             /* status, rusage: the program's wait status */
+    SBX__MSG_EXITED,            /* status, rusage: the program's wait status */
+    SBX__MSG_HELLO              /* warm run's init, waiting for "go" (warm.c) */
 };
 
 /* One record on the status pipe; smaller than PIPE_BUF so writes are atomic. */
@@ -178,6 +186,29 @@ void sbx__child_probe(int status_w, int sync_r, const struct sock_fprog *filter)
 
 /* fork()-like clone with namespace flags, without glibc's atfork handlers. */
 pid_t sbx__clone(unsigned long flags);
+
+/* The fixed environment of every program (run.c). */
+extern const char *const sbx__child_env[];
+
+/* ---- warm.c -------------------------------------------------------------- */
+
+/* Whether runs of `language` can use a warm interpreter (python3). */
+bool sbx__warm_eligible(const char *language);
+
+/*
+ * Hands one run to the calling thread's warm zygote (started on first use,
+ * restarted when it died). The zygote gets the child ends of the run's pipes
+ * (closed here in any case) and a payload with the plan's files and limits.
+ * Returns 0 when the run's init is waiting for "go": *pid is its pid (in our
+ * PID namespace; not our child), *pidfd polls and kills it, *ctl is the
+ * socket for "go" and its status records. Returns 1 when no warm interpreter
+ * can be had: nothing of the run was started and the caller runs it cold.
+ */
+int sbx__warm_launch(pid_t *pid, int *pidfd, int *ctl, const sbx__plan *plan, int stdin_r,
+                     int stdout_w, int stderr_w);
+
+/* Stops every thread's zygote at its next use (sbx_init re-initialises). */
+void sbx__warm_reset(void);
 
 /* Writes the uid/gid maps of a child in a new user namespace. */
 int sbx__write_id_maps(pid_t pid, uid_t uid, gid_t gid, char *err, size_t errlen);

@@ -206,7 +206,7 @@ static int file_name_ok(const char *name)
 static int parse_run(sbx_request *req, sbx_file **files, srv__response *resp, const srv_server *srv,
                      const json_t *body)
 {
-    static const char *const known[] = { "language", "code", "stdin", "files", "limits" };
+    static const char *const known[] = { "language", "code", "stdin", "files", "limits", "warm" };
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)body, key, v) {
@@ -215,7 +215,7 @@ static int parse_run(sbx_request *req, sbx_file **files, srv__response *resp, co
             ok |= strcmp(key, known[i]) == 0;
         if (!ok) {
             srv__reply_error(resp, 422, "invalid_field",
-                             "unknown field '%.64s' (known: language, code, stdin, files, limits)", key);
+                             "unknown field '%.64s' (known: language, code, stdin, files, limits, warm)", key);
             return -1;
         }
     }
@@ -256,6 +256,15 @@ static int parse_run(sbx_request *req, sbx_file **files, srv__response *resp, co
     }
     req->code = json_string_value(v);
     req->code_len = json_string_length(v);
+
+    /* Warm by default, as for environments: the same isolation and result. */
+    v = json_object_get(body, "warm");
+    if (v && !json_is_boolean(v)) {
+        srv__reply_error(resp, 422, "invalid_field", "field 'warm' must be a boolean, got %s",
+                         srv__json_kind(v));
+        return -1;
+    }
+    req->warm = !v || json_is_true(v);
 
     v = json_object_get(body, "stdin");
     if (v && !json_is_null(v)) {
@@ -352,7 +361,7 @@ static json_t *result_json(const sbx_result *r, const sbx_request *req, const ch
         return NULL;
     }
     return json_pack("{s:s, s:s, s:i, s:i, s:o, s:o, s:b, s:b, s:I, s:I, s:o, s:b, s:i, s:I, s:I, s:I,"
-                     " s:I, s:b, s:s, s:s, s:o}",
+                     " s:I, s:b, s:s, s:b, s:s, s:o}",
                      "status", sbx_status_name(r->status),
                      "language", language,
                      "exit_code", r->exit_code,
@@ -371,6 +380,7 @@ static json_t *result_json(const sbx_result *r, const sbx_request *req, const ch
                      "memory_kb", (json_int_t)r->memory_kb,
                      "output_replaced", replaced,
                      "sandbox", r->tier ? r->tier : sbx_tier_name(sbx_current_tier()),
+                     "warm", r->warm,
                      "message", r->message,
                      "limits", lim);
 }

@@ -173,8 +173,19 @@ static void test_code_env_sandbox__run(void **state)
     assert_int_equal(strlen(json_string_value(json_object_get(d, "stderr"))), 100);
     assert_true(json_is_false(json_object_get(d, "stderr_truncated")));
     assert_non_null(json_string_value(json_object_get(d, "tier")));
+    assert_true(json_is_true(json_object_get(d, "warm")));     /* python: warm by default */
     assert_true(json_is_integer(json_object_get(d, "cpu_ms")));
     assert_true(json_is_integer(json_object_get(d, "memory_kb")));
+    json_decref(d);
+
+    /* warm = false asks for a cold run: same result. */
+    assert_int_equal(score1(env, item,
+                            "{\"language\": \"python\", \"code\": \"print(6 * 7)\","
+                            " \"warm\": false}",
+                            &r, &d, &err),
+                     LENV_OK);
+    assert_string_equal(json_string_value(json_object_get(d, "stdout")), "42\n");
+    assert_true(json_is_false(json_object_get(d, "warm")));
     json_decref(d);
 
     /* Output over the cap: kept up to the cap, counted, flagged. */
@@ -469,7 +480,7 @@ typedef struct real_run {
     size_t next;
     pthread_mutex_t mu;
     int humaneval;
-    size_t good, bad_passed, errors;
+    size_t good, bad_passed, errors, warm;
 } real_run;
 
 static void *real_worker(void *arg)
@@ -507,6 +518,8 @@ static void *real_worker(void *arg)
             print_message("item %zu: error %s\n", i, err.message);
         } else {
             json_t *rw = json_object_get(out, "rewards");
+            json_t *d0 = json_array_get(json_object_get(out, "details"), 0);
+            rr->warm += json_is_true(json_object_get(d0, "warm"));
             if (json_number_value(json_array_get(rw, 0)) == 1.0)
                 rr->good++;
             else
@@ -565,6 +578,8 @@ static void test_code_env_real__humaneval(void **state)
     assert_int_equal(rr.errors, 0);
     assert_int_equal(rr.good, n);
     assert_int_equal(rr.bad_passed, 0);
+    /* The env's default: every run in a warm interpreter. */
+    assert_int_equal(rr.warm, n);
     lenv_free(env);
 }
 
@@ -605,6 +620,74 @@ static void test_code_env_real__mbpp(void **state)
     lenv_free(env);
 }
 
+/* MBPP's challenge_test_list as the optional test set: every reference
+ * solution with challenge tests passes them (and "all", both sets); a wrong
+ * function fails them; bad test_set values and empty sets are item errors. */
+static void test_code_env_real__mbpp_challenge(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/mbpp/mbpp.jsonl", data_dir());
+    if (access(path, R_OK) != 0) {
+        print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", path);
+        skip();
+    }
+    lenv_data_source src = { "all", path };
+    lenv_env *env = open_env("code", &src, 1, 1);
+    size_t with = 0, without_checked = 0;
+    for (size_t i = 0;; i++) {
+        char id[32];
+        const json_t *it;
+        lenv_error err;
+        snprintf(id, sizeof id, "all-%zu", i);
+        if (lenv_item_find(&it, env, id, &err) != LENV_OK)
+            break;
+        size_t nch = json_array_size(json_object_get(it, "challenge_test_list"));
+        if (nch == 0 && without_checked++ > 0)
+            continue;
+        json_t *item = json_deep_copy(it);
+        assert_non_null(item);
+        char *ref = fenced(json_string_value(json_object_get(it, "code")), "\n");
+        double r;
+        json_t *d;
+        static const char *const sets[] = { "challenge", "all" };
+        for (size_t k = 0; k < 2; k++) {
+            json_object_set_new(item, "test_set", json_string(sets[k]));
+            int rc = score1(env, item, ref, &r, &d, &err);
+            if (nch == 0) {
+                /* An item without challenge tests cannot be judged on them. */
+                if (k == 0 && (rc == LENV_OK || !strstr(err.message, "challenge_test_list")))
+                    fail_msg("item %zu: empty challenge set gave rc %d '%s'", i, rc, err.message);
+                json_decref(d);
+                continue;
+            }
+            if (rc != LENV_OK || r != 1.0)
+                fail_msg("item %zu, test_set %s: rc %d reward %g %s %s", i, sets[k], rc, r,
+                         err.message, d ? json_dumps(d, 0) : "");
+            size_t want = nch + (k == 1 ? json_array_size(json_object_get(it, "test_list")) : 0);
+            assert_int_equal(json_integer_value(json_object_get(d, "total")), want);
+            json_decref(d);
+        }
+        if (nch > 0) {
+            with++;
+            json_object_set_new(item, "test_set", json_string("challenge"));
+            assert_int_equal(score1(env, item, "```python\ndef f():\n    pass\n```\n", &r, &d,
+                                    &err),
+                             LENV_OK);
+            assert_true(r == 0.0);
+            json_decref(d);
+        }
+        json_object_set_new(item, "test_set", json_string("hard"));
+        assert_int_not_equal(score1(env, item, ref, &r, &d, &err), LENV_OK);
+        assert_non_null(strstr(err.message, "test_set"));
+        json_decref(item);
+        free(ref);
+    }
+    print_message("MBPP: %zu reference solutions pass their challenge tests\n", with);
+    assert_true(with > 0);
+    lenv_free(env);
+}
+
 static int setup_tmp(void **state)
 {
     (void)state;
@@ -633,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_code_env_sandbox__failure_is_env_error),
         cmocka_unit_test(test_code_env_real__humaneval),
         cmocka_unit_test(test_code_env_real__mbpp),
+        cmocka_unit_test(test_code_env_real__mbpp_challenge),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

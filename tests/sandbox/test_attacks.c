@@ -7,6 +7,12 @@
  * unchanged: no children left, no run cgroups, no new mounts, no files in
  * the host's /tmp, nothing listening socket got a connection.
  *
+ * Every Python attack runs twice, cold and in a warm interpreter (a zygote
+ * that forks each run), with the same expectations. The warm sequences below
+ * add what only a warm interpreter could get wrong: a run that leaves files,
+ * changed modules, threads or processes behind, or attacks the zygote, and a
+ * later run on the same zygote that must see none of it.
+ *
  * Needs namespaces and seccomp (it runs as root in CI); skips when sbx_init
  * finds no tier. The interpreters are Debian's (/usr/bin/python3, gcc, bash).
  */
@@ -261,6 +267,11 @@ static attack attacks[] = {
       "import os, signal\nfor pid in (os.getppid(), 1):\n    try:\n        os.kill(pid, signal.SIGKILL)\n"
       "    except OSError:\n        pass\nprint('alive', os.getpid())\n",
       SBX_OK, 0, "alive 2", NULL, 0 },
+    /* The run's own process group only: before init's setsid() this reached
+     * other runs' processes (same uid outside). */
+    { "kill_process_group_py", "python3",
+      "import os, signal\nprint('before', flush=True)\nos.kill(0, signal.SIGKILL)\n",
+      SBX_SIGNALED, SIGKILL, "before", NULL, 0 },
     { "kill_all_sh", "bash", "sleep 1000 &\nkill -9 -1\necho after\n", SBX_OK, 0, "after", NULL, 0 },
     { "segv_py", "python3", "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n",
       SBX_SIGNALED, SIGSEGV, NULL, NULL, 0 },
@@ -295,7 +306,15 @@ static attack attacks[] = {
 
 #define NATTACKS (sizeof attacks / sizeof attacks[0])
 
-static outcome outcomes[NATTACKS];
+/* One run of the setup: attacks[attack], cold or warm. */
+typedef struct planned {
+    size_t attack;
+    bool warm;
+} planned;
+
+static planned runs[2 * NATTACKS];
+static size_t nruns;
+static outcome outcomes[2 * NATTACKS];
 
 /* ---- the setup: run everything ------------------------------------------------------- */
 
@@ -363,8 +382,8 @@ static void *worker(void *arg)
 {
     (void)arg;
     size_t i;
-    while ((i = atomic_fetch_add(&next_attack, 1)) < NATTACKS) {
-        const attack *a = &attacks[i];
+    while ((i = atomic_fetch_add(&next_attack, 1)) < nruns) {
+        const attack *a = &attacks[runs[i].attack];
         outcome *o = &outcomes[i];
         char *code = expand(a->code);
         char *in = NULL;
@@ -379,6 +398,7 @@ static void *worker(void *arg)
         req.limits.processes = 32;
         req.limits.file_bytes = 4u << 20;
         req.limits.tmpfs_mb = 8;
+        req.warm = runs[i].warm;
         if (a->stdin_bytes) {
             in = malloc(a->stdin_bytes);
             if (in) {
@@ -432,7 +452,7 @@ static int setup_all(void **state)
 static int teardown_all(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < NATTACKS; i++)
+    for (size_t i = 0; i < nruns; i++)
         sbx_result_free(&outcomes[i].res);
     if (listen_fd >= 0)
         close(listen_fd);
@@ -451,9 +471,12 @@ static void check_attack(void **state)
 {
     if (!sandbox_ok)
         skip();
-    const attack *a = *state;
-    const outcome *oc = &outcomes[a - attacks];
+    const planned *run = *state;
+    const attack *a = &attacks[run->attack];
+    const outcome *oc = &outcomes[run - runs];
     const sbx_result *r = &oc->res;
+    /* A warm request that ran cold would test nothing new. */
+    assert_int_equal(r->warm, run->warm);
     if (oc->rc != 0)
         fail_msg("%s: sbx_run returned %d: %s", a->name, oc->rc, oc->err);
     bool memory_ok = strncmp(a->name, "fork_bomb_", 10) == 0 && strcmp(a->lang, "bash") != 0 &&
@@ -496,6 +519,124 @@ static void check_attack(void **state)
         assert_int_equal(r->exit_code, 7);
     if (strcmp(a->name, "fake_status_records_py") == 0)
         assert_int_equal(r->exit_code, 3);
+}
+
+/* ---- warm sequences: a run, then a later run on the same zygote ---------------------- */
+
+typedef struct sequence {
+    const char *name;
+    const char *first;          /* the attacker */
+    sbx_status first_want;
+    int first_signal;           /* 0: not checked */
+    const char *second;         /* must print "clean" and exit 0 */
+} sequence;
+
+static const sequence sequences[] = {
+    { "test_sandbox_attack__warm_files_left_behind",
+      "import os\nfor d in ('/work', '/tmp', '/work/sub'):\n    os.makedirs(d, exist_ok=True)\n"
+      "    open(d + '/planted.py', 'w').write('x = 1')\nopen('/work/main2.py', 'w').write('')\n"
+      "os.symlink('/tmp/planted.py', '/tmp/link')\nprint('planted')\n",
+      SBX_OK, 0,
+      "import os, sys\nleft = [p for p in ('/work/planted.py', '/tmp/planted.py', '/work/sub',\n"
+      "        '/work/main2.py', '/tmp/link') if os.path.lexists(p)]\n"
+      "assert not left, left\n"
+      "assert sorted(os.listdir('/work')) == ['main.py'], os.listdir('/work')\n"
+      "assert os.listdir('/tmp') == [], os.listdir('/tmp')\n"
+      "try:\n    import planted\n    sys.exit('imported a module planted by an earlier run')\n"
+      "except ImportError:\n    pass\nprint('clean')\n" },
+    { "test_sandbox_attack__warm_modules_patched",
+      "import builtins, math, sys, os, json, random\nmath.sqrt = lambda x: 42\n"
+      "builtins.len = lambda x: -1\nbuiltins.evil = True\njson.dumps = None\n"
+      "sys.modules['collections'] = None\nsys.path.insert(0, '/tmp')\nos.environ['EVIL'] = '1'\n"
+      "print('patched')\n",
+      SBX_OK, 0,
+      "import builtins, math, sys, os, json, collections\nassert math.sqrt(16) == 4.0\n"
+      "assert len('abc') == 3\nassert not hasattr(builtins, 'evil')\n"
+      "assert json.dumps([1]) == '[1]'\nassert '/tmp' not in sys.path\n"
+      "assert sys.path[0] == '/work'\nassert 'EVIL' not in os.environ\n"
+      "assert collections.Counter('aa')['a'] == 2\nprint('clean')\n" },
+    { "test_sandbox_attack__warm_secret_of_earlier_run",
+      "SECRET = ''.join(['sekr', 'et-of-run-one'])\nglobals()['keep'] = [SECRET] * 3\n"
+      "import sys\nsys.modules['math'].stash = SECRET\nprint('stored')\n",
+      SBX_OK, 0,
+      "import gc, sys, math\nneedle = ''.join(['sekr', 'et-of-run-', 'one'])\n"
+      "assert not hasattr(math, 'stash')\nfound = []\nfor o in gc.get_objects():\n"
+      "    try:\n        vs = o.values() if isinstance(o, dict) else o\n"
+      "        if isinstance(o, (dict, list, tuple)):\n"
+      "            found += [v for v in vs\n"
+      "                      if isinstance(v, str) and v is not needle and needle in v]\n"
+      "    except Exception:\n        pass\nassert not found, found\nprint('clean')\n" },
+    { "test_sandbox_attack__warm_kill_zygote",
+      "import os, signal\nfor sig in (signal.SIGTERM, signal.SIGKILL):\n"
+      "    for target in (os.getppid(), 1, -1):\n        try:\n            os.kill(target, sig)\n"
+      "        except OSError:\n            pass\n"
+      "try:\n    os.killpg(os.getpgid(0), signal.SIGKILL)\nexcept OSError:\n    pass\n"
+      "print('survived', flush=True)\nos.kill(0, signal.SIGKILL)\n",
+      SBX_SIGNALED, SIGKILL,
+      "print('clean')\n" },
+    { "test_sandbox_attack__warm_ptrace_parent",
+      PY_CTYPES "libc.ptrace(16, os.getppid(), 0, 0)\n", SBX_SYSCALL_VIOLATION, SIGSYS,
+      "print('clean')\n" },
+    { "test_sandbox_attack__warm_threads_and_processes_left",
+      "import os, threading, time\n"
+      "def later():\n    time.sleep(0.3)\n    open('/tmp/late', 'w').write('x')\n"
+      "threading.Thread(target=later, daemon=True).start()\n"
+      "threading.Thread(target=lambda: time.sleep(0.05)).start()\n"
+      "if os.fork() == 0:\n    os.setsid()\n    time.sleep(0.3)\n"
+      "    open('/work/late', 'w').write('x')\n    os._exit(0)\nprint('left')\n",
+      SBX_OK, 0,
+      "import os, time\ntime.sleep(0.5)\n"
+      "assert not os.path.exists('/tmp/late') and not os.path.exists('/work/late')\n"
+      "import threading\nassert threading.active_count() == 1, threading.enumerate()\n"
+      "print('clean')\n" },
+};
+
+#define NSEQUENCES (sizeof sequences / sizeof sequences[0])
+
+static void run_warm(sbx_result *res, const char *code)
+{
+    char err[256];
+    sbx_request req = SBX_REQUEST_INIT;
+    req.language = "python3";
+    req.code = code;
+    req.code_len = strlen(code);
+    req.limits.cpu_ms = 2000;
+    req.limits.wall_ms = 5000;
+    req.limits.memory_mb = 128;
+    req.limits.processes = 32;
+    req.limits.tmpfs_mb = 8;
+    req.warm = true;
+    if (sbx_run(res, &req, err, sizeof err) != 0)
+        fail_msg("sbx_run: %s", err);
+    assert_true(res->warm);
+}
+
+/* The attacker, then a check on the same thread's zygote, which must not
+ * have been restarted in between (the attacker did not kill it). */
+static void check_sequence(void **state)
+{
+    if (!sandbox_ok)
+        skip();
+    const sequence *q = *state;
+    sbx_result first, second;
+    run_warm(&first, "print('warm')\n");   /* the zygote is up */
+    sbx_result_free(&first);
+    uint64_t started = sbx_warm_started();
+    run_warm(&first, q->first);
+    if (first.status != q->first_want ||
+        (q->first_signal && first.signal != q->first_signal))
+        fail_msg("%s: first run %s (signal %d), want %s\nstdout: %.300s\nstderr: %.600s",
+                 q->name, sbx_status_name(first.status), first.signal,
+                 sbx_status_name(q->first_want), first.out.data, first.err.data);
+    run_warm(&second, q->second);
+    if (second.status != SBX_OK || !contains(&second.out, "clean"))
+        fail_msg("%s: later run %s\nstdout: %.300s\nstderr: %.600s", q->name,
+                 sbx_status_name(second.status), second.out.data, second.err.data);
+    assert_int_equal(sbx_warm_started(), started);
+    sbx_result_free(&first);
+    sbx_result_free(&second);
+    if (q == &sequences[NSEQUENCES - 1])
+        sbx_warm_release();
 }
 
 /* After the suite: no children, no run cgroups, no new mounts, no files in
@@ -556,13 +697,24 @@ static void test_sandbox_attack__host_unchanged(void **state)
 
 int main(void)
 {
-    struct CMUnitTest tests[NATTACKS + 1];
-    static char names[NATTACKS][96];
-    for (size_t i = 0; i < NATTACKS; i++) {
-        snprintf(names[i], sizeof names[i], "test_sandbox_attack__%s", attacks[i].name);
-        tests[i] = (struct CMUnitTest){ names[i], check_attack, NULL, NULL, &attacks[i] };
-    }
-    tests[NATTACKS] = (struct CMUnitTest)cmocka_unit_test(test_sandbox_attack__host_unchanged);
-    return _cmocka_run_group_tests("sandbox_attacks", tests, NATTACKS + 1, setup_all,
-                                   teardown_all);
+    static struct CMUnitTest tests[2 * NATTACKS + NSEQUENCES + 1];
+    static char names[2 * NATTACKS][96];
+    size_t n = 0;
+    for (int warm = 0; warm < 2; warm++)
+        for (size_t i = 0; i < NATTACKS; i++) {
+            if (warm && strcmp(attacks[i].lang, "python3") != 0)
+                continue;
+            runs[nruns] = (planned){ i, warm };
+            snprintf(names[nruns], sizeof names[nruns], "test_sandbox_attack__%s%s",
+                     attacks[i].name, warm ? "__warm" : "");
+            tests[n++] = (struct CMUnitTest){ names[nruns], check_attack, NULL, NULL,
+                                              &runs[nruns] };
+            nruns++;
+        }
+    for (size_t i = 0; i < NSEQUENCES; i++)
+        tests[n++] = (struct CMUnitTest){ sequences[i].name, check_sequence, NULL, NULL,
+                                          (void *)&sequences[i] };
+    /* Last: the sequences' zygote (this thread's) is stopped by then. */
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_sandbox_attack__host_unchanged);
+    return _cmocka_run_group_tests("sandbox_attacks", tests, n, setup_all, teardown_all);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -834,6 +835,174 @@ static void test_sandbox_run__humaneval_record0(void **state)
     json_decref(rec);
 }
 
+/* ---- warm Python ----------------------------------------------------------------------- */
+
+static void run_py(sbx_result *res, const char *code, bool warm, const sbx_limits *lim)
+{
+    static const sbx_file files[1] = { { "helper.py", "def twice(x):\n    return 2 * x\n", 31,
+                                         false } };
+    sbx_request req = SBX_REQUEST_INIT;
+    req.language = "python3";
+    req.code = code;
+    req.code_len = strlen(code);
+    req.stdin_data = "21";
+    req.stdin_len = 2;
+    req.files = files;
+    req.nfiles = 1;
+    req.warm = warm;
+    if (lim)
+        req.limits = *lim;
+    char err[256] = "";
+    if (sbx_run(res, &req, err, sizeof err) != 0)
+        fail_msg("sbx_run (warm %d): %s", warm, err);
+    assert_int_equal(res->warm, warm);
+}
+
+/* Warm and cold runs of one program give the same result. */
+static void test_sandbox_warm__same_result_as_cold(void **state)
+{
+    (void)state;
+    need_sandbox();
+    const char *codes[] = {
+        "import sys, helper\nprint(helper.twice(int(sys.stdin.read())), sys.argv, __name__)\n"
+        "sys.stderr.write('err\\n')\nsys.exit(3)\n",
+        "import atexit, threading, time\natexit.register(lambda: print('atexit'))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.01), print('thread'))).start()\n",
+        "raise KeyError('k')\n",
+        "def f(:\n",
+        "import sys\nsys.exit('bye')\n",
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        sbx_result cold, warm;
+        run_py(&cold, codes[i], false, NULL);
+        run_py(&warm, codes[i], true, NULL);
+        if (cold.status != warm.status || cold.exit_code != warm.exit_code ||
+            cold.signal != warm.signal || strcmp(cold.out.data, warm.out.data) != 0)
+            fail_msg("program %zu: cold %s %d '%s', warm %s %d '%s'\nwarm stderr: %s", i,
+                     sbx_status_name(cold.status), cold.exit_code, cold.out.data,
+                     sbx_status_name(warm.status), warm.exit_code, warm.out.data, warm.err.data);
+        /* The last line of stderr (the error itself) is the same; tracebacks
+         * of warm runs have one more frame, the driver's. */
+        size_t n = cold.err.len;
+        while (n > 0 && cold.err.data[n - 1] == '\n')
+            n--;
+        size_t start = n;
+        while (start > 0 && cold.err.data[start - 1] != '\n')
+            start--;
+        if (n > start && !memmem(warm.err.data, warm.err.len, cold.err.data + start, n - start))
+            fail_msg("program %zu: cold stderr %s\nwarm stderr %s", i, cold.err.data,
+                     warm.err.data);
+        sbx_result_free(&cold);
+        sbx_result_free(&warm);
+    }
+    sbx_warm_release();
+}
+
+/* Without cgroups the rlimits hold for warm runs too. */
+static void test_sandbox_warm__rlimits_tier(void **state)
+{
+    (void)state;
+    need_sandbox();
+    char err[256];
+    sbx_options opts = SBX_OPTIONS_INIT;
+    opts.no_cgroup = true;
+    assert_int_equal(sbx_init(NULL, &opts, err, sizeof err), 0);
+    sbx_result r;
+    sbx_limits lim = SBX_LIMITS_INIT;
+    lim.cpu_ms = 500;
+    lim.wall_ms = 10000;
+    run_py(&r, "while True:\n    pass\n", true, &lim);
+    expect(&r, SBX_TIME_LIMIT_EXCEEDED);
+    sbx_result_free(&r);
+
+    lim = (sbx_limits)SBX_LIMITS_INIT;
+    lim.memory_mb = 64;
+    run_py(&r, "x = bytearray(100 * 2**20)\n", true, &lim);
+    expect(&r, SBX_RUNTIME_ERROR);
+    assert_non_null(strstr(r.err.data, "MemoryError"));
+    sbx_result_free(&r);
+
+    /* 3 as cold; 2 if the zygote had not yet reaped the run init's parent. */
+    lim = (sbx_limits)SBX_LIMITS_INIT;
+    lim.processes = 4;
+    run_py(&r,
+           "import os\nn = 0\ntry:\n    for i in range(20):\n        if os.fork() == 0:\n"
+           "            os.read(os.open('/dev/zero', 0), 1)\n            os._exit(0)\n"
+           "        n += 1\nexcept OSError:\n    pass\nprint(n)\n",
+           true, &lim);
+    expect(&r, SBX_OK);
+    assert_true(strcmp(r.out.data, "3\n") == 0 || strcmp(r.out.data, "2\n") == 0);
+    sbx_result_free(&r);
+    sbx_warm_release();
+    assert_int_equal(sbx_init(NULL, NULL, err, sizeof err), 0);
+}
+
+/* A zygote that cannot start: the run is done cold, never with less. */
+static void test_sandbox_warm__falls_back_cold(void **state)
+{
+    (void)state;
+    need_sandbox();
+    char err[256];
+    sbx_options opts = SBX_OPTIONS_INIT;
+    opts.python3 = "/bin/true";     /* starts, but never says "ready" */
+    assert_int_equal(sbx_init(NULL, &opts, err, sizeof err), 0);
+    uint64_t started = sbx_warm_started();
+    sbx_request req = SBX_REQUEST_INIT;
+    req.language = "python3";
+    req.code = "x";
+    req.code_len = 1;
+    req.warm = true;
+    sbx_result r;
+    int rc = sbx_run(&r, &req, err, sizeof err);
+    sbx_options def = SBX_OPTIONS_INIT;
+    def.python3 = "/usr/bin/python3";
+    char err2[256];
+    assert_int_equal(sbx_init(NULL, &def, err2, sizeof err2), 0);
+    if (rc != 0)
+        fail_msg("sbx_run: %s", err);
+    expect(&r, SBX_OK);             /* /bin/true -B -E -s main.py, cold */
+    assert_false(r.warm);
+    assert_true(sbx_warm_started() > started);
+    sbx_result_free(&r);
+    /* sbx_init forgets the failure: the next warm request is warm. */
+    run_py(&r, "print(1)\n", true, NULL);
+    expect(&r, SBX_OK);
+    sbx_result_free(&r);
+    sbx_warm_release();
+}
+
+
+/* A zygote that died between runs is restarted by the next warm run. */
+static void test_sandbox_warm__restarted_after_death(void **state)
+{
+    (void)state;
+    need_sandbox();
+    sbx_result r;
+    run_py(&r, "print(1)\n", true, NULL);
+    expect(&r, SBX_OK);
+    sbx_result_free(&r);
+    /* Our only child now is the zygote's sandbox init. */
+    char path[64], buf[64] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)syscall(SYS_gettid));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    assert_true(pid > 0);
+    assert_true(*end == ' ' || *end == '\0');
+    assert_true(end[*end == ' '] == '\0' || end[*end == ' '] == '\n');  /* one child only */
+    uint64_t started = sbx_warm_started();
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    run_py(&r, "print(2)\n", true, NULL);
+    expect(&r, SBX_OK);
+    assert_string_equal(r.out.data, "2\n");
+    assert_int_equal(sbx_warm_started(), started + 1);
+    sbx_result_free(&r);
+    sbx_warm_release();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -867,6 +1036,10 @@ int main(void)
         cmocka_unit_test(test_sandbox_run__rlimits_tier),
         cmocka_unit_test(test_sandbox_run__concurrent),
         cmocka_unit_test(test_sandbox_run__humaneval_record0),
+        cmocka_unit_test(test_sandbox_warm__same_result_as_cold),
+        cmocka_unit_test(test_sandbox_warm__rlimits_tier),
+        cmocka_unit_test(test_sandbox_warm__falls_back_cold),
+        cmocka_unit_test(test_sandbox_warm__restarted_after_death),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

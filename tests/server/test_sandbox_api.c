@@ -236,6 +236,8 @@ static void test_sandbox_api_run__validation(void **state)
                            "'code'"));
     assert_non_null(strstr(expect_error(p, "{\"language\": \"bash\", \"code\": \"\", \"stdin\": 5}", 422,
                                         "invalid_field"), "'stdin'"));
+    assert_non_null(strstr(expect_error(p, "{\"language\": \"python\", \"code\": \"\", \"warm\": 1}", 422,
+                                        "invalid_field"), "'warm'"));
     assert_non_null(strstr(expect_error(p, "{\"language\": \"bash\", \"code\": \"\", \"files\": [\"a\"]}", 422,
                                         "invalid_field"), "'files'"));
     assert_non_null(strstr(expect_error(p, "{\"language\": \"bash\", \"code\": \"\", \"files\": {\"a\": 1}}", 422,
@@ -311,9 +313,16 @@ static void test_sandbox_api_run__python(void **state)
     assert_int_equal(num(j, "stdout_bytes"), 3);
     assert_true(num(j, "wall_ms") >= 0 && num(j, "cpu_ms") >= 0 && num(j, "memory_kb") > 0);
     assert_true(strncmp(str(j, "sandbox"), "namespaces+seccomp+", 19) == 0);
+    assert_true(json_is_true(json_object_get(j, "warm")));     /* python: warm by default */
     json_t *lim = json_object_get(j, "limits");
     assert_int_equal(num(lim, "cpu_ms"), 2000);
     assert_int_equal(num(lim, "wall_ms"), 5000);
+    json_decref(j);
+
+    /* "warm": false asks for a cold run, with the same answer. */
+    j = run_ok(g_srv.port, "{\"language\": \"python\", \"code\": \"print(6 * 7)\", \"warm\": false}");
+    assert_string_equal(str(j, "stdout"), "42\n");
+    assert_true(json_is_false(json_object_get(j, "warm")));
     json_decref(j);
 
     /* A failing program is a 200 with RUNTIME_ERROR, not an HTTP error. */
