@@ -38,8 +38,7 @@ static void test_eval_cli__report_and_gate(void **state)
         skip();
     }
     char model[4096], tok[4096];
-    snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
-    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+    tsup_stories260k(model, sizeof model, tok, sizeof tok);
     if (access(model, R_OK) != 0) {
         print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", model);
         skip();

@@ -26,8 +26,7 @@ static void need_model(void)
         print_message("ENVSRV_BIN is not set to a built envsrv; skipping\n");
         skip();
     }
-    snprintf(g_model, sizeof g_model, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
-    snprintf(g_tok, sizeof g_tok, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+    tsup_stories260k(g_model, sizeof g_model, g_tok, sizeof g_tok);
     if (access(g_model, R_OK) != 0 || access(g_tok, R_OK) != 0) {
         print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", g_model);
         skip();

@@ -29,8 +29,7 @@ static void need_server(void);
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_model, sizeof g_model, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
-    snprintf(g_tok, sizeof g_tok, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+    tsup_stories260k(g_model, sizeof g_model, g_tok, sizeof g_tok);
     if (!tsup_bin() || access(g_model, R_OK) != 0)
         return 0;
     const char *const args[] = { "--env", "gsm8k", "--no-journal", "--model", g_model, "--tokenizer", g_tok,

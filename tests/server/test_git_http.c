@@ -190,8 +190,7 @@ static void test_git_http_eval__report_names_the_commit(void **state)
     (void)state;
     NEED_BIN();
     char model[4096], tok[4096], spec[512], report[160], lockfile[160];
-    snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
-    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+    tsup_stories260k(model, sizeof model, tok, sizeof tok);
     if (access(model, R_OK) != 0) {
         print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", model);
         skip();

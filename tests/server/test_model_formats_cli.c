@@ -24,24 +24,11 @@
 
 static char g_model[4096], g_tok[4096], g_dir[64], g_hf[128], g_gguf[128];
 
-static const char story_env[] =
-    "return {\n"
-    "  name = \"story\",\n"
-    "  description = \"reward: the completion's length in characters, over 100\",\n"
-    "  dataset = { test = \"story.jsonl\" },\n"
-    "  prompt = function(item) return { { role = \"user\", content = item.start } } end,\n"
-    "  reward = function(item, completion) return #completion / 100 end,\n"
-    "}\n";
-
-static const char story_data[] =
-    "{\"start\": \"Once upon a time\"}\n{\"start\": \"The cat sat\"}\n{\"start\": \"Lily went\"}\n";
-
 /* Converts stories260K into g_hf once per test program. */
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_model, sizeof g_model, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
-    snprintf(g_tok, sizeof g_tok, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+    tsup_stories260k(g_model, sizeof g_model, g_tok, sizeof g_tok);
     if (!tsup_bin() || access(g_model, R_OK) != 0)
         return 0;
     tsup_mkdtemp(g_dir);
@@ -56,8 +43,8 @@ static int setup(void **state)
         fail_msg("%s", err.message);
     inf_model_free(m);
     inf_tokenizer_free(t);
-    tsup_write_file(g_dir, "story.lua", story_env);
-    tsup_write_file(g_dir, "story.jsonl", story_data);
+    char story[256];
+    tsup_write_story_env(story, sizeof story, g_dir);
     return 0;
 }
 

@@ -32,29 +32,14 @@ static int g_up;
 
 static void need_server(void);
 
-static const char story_env[] =
-    "return {\n"
-    "  name = \"story\",\n"
-    "  description = \"reward: the completion's length in characters, over 100\",\n"
-    "  dataset = { test = \"story.jsonl\" },\n"
-    "  prompt = function(item) return { { role = \"user\", content = item.start } } end,\n"
-    "  reward = function(item, completion) return #completion / 100 end,\n"
-    "}\n";
-
-static const char story_data[] =
-    "{\"start\": \"Once upon a time\"}\n{\"start\": \"The cat sat\"}\n{\"start\": \"Lily went\"}\n";
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_model, sizeof g_model, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
-    snprintf(g_tok, sizeof g_tok, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+    tsup_stories260k(g_model, sizeof g_model, g_tok, sizeof g_tok);
     if (!tsup_bin() || access(g_model, R_OK) != 0)
         return 0;
     tsup_mkdtemp(g_dir);
-    tsup_write_file(g_dir, "story.lua", story_env);
-    tsup_write_file(g_dir, "story.jsonl", story_data);
-    snprintf(g_env, sizeof g_env, "%s/story.lua", g_dir);
+    tsup_write_story_env(g_env, sizeof g_env, g_dir);
     const char *const args[] = { "--env", "gsm8k", "--no-journal", "--model", g_model, "--tokenizer", g_tok,
                                  "--model-name", "stories", NULL };
     g_up = tsup_server_start(&g_srv, args) == 0;

@@ -475,3 +475,26 @@ void tsup_rmdir(const char *dir)
     }
     rmdir(dir);
 }
+
+void tsup_stories260k(char *model, size_t model_len, char *tok, size_t tok_len)
+{
+    snprintf(model, model_len, "%s/models/stories260K/stories260K.bin", tsup_data_dir());
+    snprintf(tok, tok_len, "%s/models/stories260K/tok512.bin", tsup_data_dir());
+}
+
+void tsup_write_story_env(char *env, size_t env_len, const char *dir)
+{
+    static const char story_env[] =
+        "return {\n"
+        "  name = \"story\",\n"
+        "  description = \"reward: the completion's length in characters, over 100\",\n"
+        "  dataset = { test = \"story.jsonl\" },\n"
+        "  prompt = function(item) return { { role = \"user\", content = item.start } } end,\n"
+        "  reward = function(item, completion) return #completion / 100 end,\n"
+        "}\n";
+    static const char story_data[] =
+        "{\"start\": \"Once upon a time\"}\n{\"start\": \"The cat sat\"}\n{\"start\": \"Lily went\"}\n";
+    tsup_write_file(dir, "story.lua", story_env);
+    tsup_write_file(dir, "story.jsonl", story_data);
+    snprintf(env, env_len, "%s/story.lua", dir);
+}

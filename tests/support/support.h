@@ -108,4 +108,14 @@ void tsup_write_file(const char *dir, const char *name, const char *text);
 void tsup_mkdtemp(char *out);
 void tsup_rmdir(const char *dir);
 
+/* The paths of the stories260K llama2.c checkpoint and its tok512.bin under
+ * tsup_data_dir() (they may not exist: callers check and skip). */
+void tsup_stories260k(char *model, size_t model_len, char *tok, size_t tok_len);
+
+/* Writes the "story" env into dir: story.lua (reward: the completion's
+ * length in characters over 100, prompts from story.jsonl's "start" field)
+ * and story.jsonl with three items; `env` gets dir/story.lua. For tests that
+ * generate with stories260K, whose output is never a GSM8K answer. */
+void tsup_write_story_env(char *env, size_t env_len, const char *dir);
+
 #endif
