@@ -594,8 +594,11 @@ static void classify(sbx_result *out, const run_state *rs, const sbx_limits *lim
         out->signal = SIGKILL;   /* killed by us: the tree got SIGKILL */
 }
 
-/* run_plan's answer when a warm run could not be started: run it cold. */
+/* run_plan's answers when a warm run could not be started: run it cold;
+ * or its init died without a word (its zygote was killed or is dying):
+ * run it again on a new zygote. Nothing of the first try is reported. */
 #define RUN_COLD_INSTEAD 1
+#define RUN_WARM_AGAIN   2
 
 static void start_result(sbx_result *out)
 {
@@ -621,14 +624,20 @@ static int start_warm(run_state *rs, sbx__plan *plan, int *in, int *po, int *pe,
     rs->out.fd = po[0];
     rs->err.fd = pe[0];
     in[1] = po[0] = pe[0] = -1;
-    if (rs->have_cg && sbx__cg_attach(&rs->cg, rs->pid, err, errlen) < 0)
-        return -1;
+    bool attached = !rs->have_cg || sbx__cg_attach(&rs->cg, rs->pid, err, errlen) == 0;
     rs->t_run = now_ms();
-    if (sbx__write_nosig(ctl, "g", 1) != 1) {
-        snprintf(err, errlen, "sandbox: warm run's init died before starting");
-        return -1;
+    if (attached && sbx__write_nosig(ctl, "g", 1) == 1)
+        return 0;
+    /* The init is gone (with its zygote, most likely): try a new zygote.
+     * A live init that could not be moved into its cgroup is an error. */
+    struct pollfd pf = { rs->pidfd, POLLIN, 0 };
+    if (poll(&pf, 1, 0) == 1) {
+        sbx__warm_discard();
+        return RUN_WARM_AGAIN;
     }
-    return 0;
+    if (attached)
+        snprintf(err, errlen, "sandbox: warm run's init did not take its start");
+    return -1;
 }
 
 /* One run, cold or warm (the rest of sbx_run's contract). */
@@ -690,8 +699,8 @@ static int run_plan(sbx_result *out, const sbx_request *req, sbx__plan plan,
     rs.t0 = now_ms();
     if (warm) {
         int r = start_warm(&rs, &plan, in, po, pe, err, errlen);
-        if (r == RUN_COLD_INSTEAD)
-            rc = RUN_COLD_INSTEAD;
+        if (r == RUN_COLD_INSTEAD || r == RUN_WARM_AGAIN)
+            rc = r;
         if (r != 0)
             goto done;
         if (req->stdin_len == 0)
@@ -779,6 +788,11 @@ supervise:
     out->wall_ms = rs.t_run ? rs.t_end - rs.t_run : 0;
     classify(out, &rs, &lim, &cgs, compiles);
     out->warm = rs.warm;
+    if (rs.warm && out->status == SBX_INTERNAL_ERROR && !rs.got_exit) {
+        sbx__warm_discard();
+        rc = RUN_WARM_AGAIN;
+        goto done;
+    }
     if (stream_finish(&rs.out) < 0 || stream_finish(&rs.err) < 0 || stream_finish(&rs.cc) < 0) {
         snprintf(err, errlen, "sandbox: out of memory");
         goto done;
@@ -815,8 +829,6 @@ done:
                  sizeof out->message - strlen(out->message), "%s(run cgroup not removed)",
                  out->message[0] ? " " : "");
     }
-    if (rc == RUN_COLD_INSTEAD)
-        return rc;
     if (rc != 0) {
         free(out->out.data);
         free(out->err.data);
@@ -852,12 +864,16 @@ int sbx_run(sbx_result *out, const sbx_request *req, char *err, size_t errlen)
             snprintf(err, errlen, "no request");
         return SBX_EINVALID;
     }
-    if (req->warm && sbx__warm_eligible(req->language)) {
+    /* Warm first; a second warm try when the first zygote died under the
+     * run, then cold. */
+    for (int attempt = 0; req->warm && sbx__warm_eligible(req->language) && attempt < 2; attempt++) {
         int rc = run_plan(out, req, plan, &lim, true, err, errlen);
-        if (rc != RUN_COLD_INSTEAD)
+        if (rc != RUN_COLD_INSTEAD && rc != RUN_WARM_AGAIN)
             return rc;
         start_result(out);
         err[0] = '\0';
+        if (rc == RUN_COLD_INSTEAD)
+            break;
     }
     return run_plan(out, req, plan, &lim, false, err, errlen);
 }

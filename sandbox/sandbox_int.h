@@ -210,6 +210,11 @@ int sbx__warm_launch(pid_t *pid, int *pidfd, int *ctl, const sbx__plan *plan, in
 /* Stops every thread's zygote at its next use (sbx_init re-initialises). */
 void sbx__warm_reset(void);
 
+/* Stops the calling thread's zygote now, if it has one: its run's init died
+ * without a word, so the zygote is dying or suspect; the next warm run
+ * starts a new one. */
+void sbx__warm_discard(void);
+
 /* Writes the uid/gid maps of a child in a new user namespace. */
 int sbx__write_id_maps(pid_t pid, uid_t uid, gid_t gid, char *err, size_t errlen);
 

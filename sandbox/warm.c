@@ -174,6 +174,15 @@ static bool zygote_gone(const zygote *z)
     return poll(pf, 2, 0) != 0 && (pf[0].revents || (pf[1].revents & (POLLRDHUP | POLLHUP)));
 }
 
+void sbx__warm_discard(void)
+{
+    if (!zygote_key_ok)
+        return;
+    zygote *z = pthread_getspecific(zygote_key);
+    if (z)
+        zygote_stop(z);
+}
+
 /* Waits up to `ms` for `fd` to be readable; false on timeout or when
  * `pidfd` (may be -1) says that process exited first. */
 static bool wait_readable(int fd, int pidfd, uint64_t ms)
