@@ -144,7 +144,7 @@ static json_t *usage_json(size_t prompt, const inf_result *res)
                      (json_int_t)completion, "total_tokens", (json_int_t)(prompt + completion));
 }
 
-/* "cmpl-" + 24 random hex digits. */
+/* `prefix` + 24 random hex digits ("cmpl-...", "chatcmpl-..."). */
 static void new_id(char *out, size_t outlen, const char *prefix)
 {
     unsigned char r[12] = { 0 };
@@ -157,6 +157,24 @@ static void new_id(char *out, size_t outlen, const char *prefix)
     int n = snprintf(out, outlen, "%s", prefix);
     for (size_t i = 0; i < sizeof r && (size_t)n + 2 < outlen; i++)
         n += snprintf(out + n, outlen - (size_t)n, "%02x", r[i]);
+}
+
+/* Replies with an OpenAI answer object of `object` type holding `choices`
+ * (borrowed; one per sample of res, else out of memory) and the usage. */
+static void reply_choices(srv__response *resp, const srv_server *srv, const char *id_prefix,
+                          const char *object, json_t *choices, size_t n_prompt, const inf_result *res)
+{
+    char id[64];
+    new_id(id, sizeof id, id_prefix);
+    json_t *out = choices && json_array_size(choices) == res->n_samples
+                      ? json_pack("{s:s, s:s, s:I, s:s, s:O, s:o}", "id", id, "object", object,
+                                  "created", (json_int_t)time(NULL), "model", srv->model_name, "choices",
+                                  choices, "usage", usage_json(n_prompt, res))
+                      : NULL;
+    if (!out)
+        openai_error(resp, 500, "server_error", NULL, NULL, "out of memory");
+    else
+        srv__reply_json(resp, 200, out);
 }
 
 /* A token's piece as a JSON string (pieces may split a UTF-8 character:
@@ -322,17 +340,7 @@ void srv__api_completions(srv__response *resp, srv__request *req)
                                                  s->text ? s->text : "", s->text_len, "logprobs", logprobs,
                                                  "finish_reason", openai_finish(s->finish)));
     }
-    char id[64];
-    new_id(id, sizeof id, "cmpl-");
-    json_t *out = choices && json_array_size(choices) == res.n_samples
-                      ? json_pack("{s:s, s:s, s:I, s:s, s:O, s:o}", "id", id, "object", "text_completion",
-                                  "created", (json_int_t)time(NULL), "model", srv->model_name, "choices",
-                                  choices, "usage", usage_json(n_ids, &res))
-                      : NULL;
-    if (!out)
-        openai_error(resp, 500, "server_error", NULL, NULL, "out of memory");
-    else
-        srv__reply_json(resp, 200, out);
+    reply_choices(resp, srv, "cmpl-", "text_completion", choices, n_ids, &res);
 done:
     json_decref(choices);
     free(prompt_text);
@@ -439,17 +447,7 @@ void srv__api_chat_completions(srv__response *resp, srv__request *req)
                                                  s->text ? s->text : "", s->text_len, "logprobs", logprobs,
                                                  "finish_reason", openai_finish(s->finish)));
     }
-    char id[64];
-    new_id(id, sizeof id, "chatcmpl-");
-    json_t *out = choices && json_array_size(choices) == res.n_samples
-                      ? json_pack("{s:s, s:s, s:I, s:s, s:O, s:o}", "id", id, "object", "chat.completion",
-                                  "created", (json_int_t)time(NULL), "model", srv->model_name, "choices",
-                                  choices, "usage", usage_json(n_ids, &res))
-                      : NULL;
-    if (!out)
-        openai_error(resp, 500, "server_error", NULL, NULL, "out of memory");
-    else
-        srv__reply_json(resp, 200, out);
+    reply_choices(resp, srv, "chatcmpl-", "chat.completion", choices, n_ids, &res);
 done:
     json_decref(choices);
     free(cm);
