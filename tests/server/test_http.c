@@ -24,13 +24,7 @@
 static tsup_server g_srv;
 static int g_up;
 
-#define NEED_SERVER()                                                              \
-    do {                                                                           \
-        if (!g_up) {                                                               \
-            print_message("ENVSRV_BIN is not set to a built envsrv; skipping\n"); \
-            skip();                                                                \
-        }                                                                          \
-    } while (0)
+#define NEED_SERVER() TSUP_NEED_SERVER(g_up)
 
 #define NEED_BIN()                                                                 \
     do {                                                                           \
@@ -48,18 +42,17 @@ static int group_setup(void **state)
     return 0;
 }
 
+/* The group's server stops cleanly after every test above. */
+static void test_http__server_exits_cleanly(void **state)
+{
+    (void)state;
+    tsup_server_stop_in_test(&g_srv, &g_up);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g_up) {
-        g_up = 0;
-        int st = tsup_server_stop(&g_srv);
-        if (st != 0) {
-            print_error("envsrv exited with status %d\n", st);
-            return -1;
-        }
-    }
-    return 0;
+    return tsup_server_teardown(&g_srv, &g_up);
 }
 
 /* Calls and checks an error answer; returns its message (static copy). */
@@ -716,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_http_episodes__cap),
         cmocka_unit_test(test_http_lua__error_and_runaway),
         cmocka_unit_test(test_http_data__real_gsm8k),
+        cmocka_unit_test(test_http__server_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -23,13 +23,7 @@
 static tsup_server g_srv;
 static int g_up;
 
-#define NEED_SERVER()                                                              \
-    do {                                                                           \
-        if (!g_up) {                                                               \
-            print_message("ENVSRV_BIN is not set to a built envsrv; skipping\n"); \
-            skip();                                                                \
-        }                                                                          \
-    } while (0)
+#define NEED_SERVER() TSUP_NEED_SERVER(g_up)
 
 static int group_setup(void **state)
 {
@@ -39,18 +33,17 @@ static int group_setup(void **state)
     return 0;
 }
 
+/* The group's server stops cleanly after every test above. */
+static void test_hostile__server_exits_cleanly(void **state)
+{
+    (void)state;
+    tsup_server_stop_in_test(&g_srv, &g_up);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g_up) {
-        g_up = 0;
-        int st = tsup_server_stop(&g_srv);
-        if (st != 0) {
-            print_error("envsrv exited with status %d\n", st);
-            return -1;
-        }
-    }
-    return 0;
+    return tsup_server_teardown(&g_srv, &g_up);
 }
 
 /* A malloc'd string of `n` copies of c (n + 1 bytes with the NUL). */
@@ -456,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_hostile_http__keep_alive),
         cmocka_unit_test(test_hostile_http__concurrent_clients),
         cmocka_unit_test(test_hostile_shutdown__sigterm_during_request),
+        cmocka_unit_test(test_hostile__server_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -29,13 +29,7 @@
 static tsup_server g_srv;
 static int g_up;
 
-#define NEED_SERVER()                                                              \
-    do {                                                                           \
-        if (!g_up) {                                                               \
-            print_message("ENVSRV_BIN is not set to a built envsrv; skipping\n"); \
-            skip();                                                                \
-        }                                                                          \
-    } while (0)
+#define NEED_SERVER() TSUP_NEED_SERVER(g_up)
 
 #define NEED_BIN()                                                                 \
     do {                                                                           \
@@ -54,18 +48,17 @@ static int group_setup(void **state)
     return 0;
 }
 
+/* The group's server stops cleanly after every test above. */
+static void test_sandbox_api__server_exits_cleanly(void **state)
+{
+    (void)state;
+    tsup_server_stop_in_test(&g_srv, &g_up);
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g_up) {
-        g_up = 0;
-        int st = tsup_server_stop(&g_srv);
-        if (st != 0) {
-            print_error("envsrv exited with status %d\n", st);
-            return -1;
-        }
-    }
-    return 0;
+    return tsup_server_teardown(&g_srv, &g_up);
 }
 
 /* POST /v1/sandbox/run expecting `status`/`code`; returns the message (static copy). */
@@ -599,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_sandbox_api_pool__sigterm_with_queued_runs),
         cmocka_unit_test(test_sandbox_api_cli__flags),
         cmocka_unit_test(test_sandbox_api_cli__strict),
+        cmocka_unit_test(test_sandbox_api__server_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

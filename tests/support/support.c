@@ -498,3 +498,19 @@ void tsup_write_story_env(char *env, size_t env_len, const char *dir)
     tsup_write_file(dir, "story.jsonl", story_data);
     snprintf(env, env_len, "%s/story.lua", dir);
 }
+
+void tsup_server_stop_in_test(tsup_server *s, int *up)
+{
+    TSUP_NEED_SERVER(*up);
+    *up = 0;
+    assert_int_equal(tsup_server_stop(s), 0);
+}
+
+int tsup_server_teardown(tsup_server *s, int *up)
+{
+    if (*up) {
+        *up = 0;
+        (void)tsup_server_stop(s);
+    }
+    return 0;
+}

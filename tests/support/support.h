@@ -49,6 +49,26 @@ int tsup_server_start(tsup_server *s, const char *const *args);
  * by a signal). */
 int tsup_server_stop(tsup_server *s);
 
+/* Skips the current test, saying why, unless `up` (the group's server
+ * started). */
+#define TSUP_NEED_SERVER(up)                                                       \
+    do {                                                                           \
+        if (!(up)) {                                                               \
+            print_message("ENVSRV_BIN is not set to a built envsrv; skipping\n"); \
+            skip();                                                                \
+        }                                                                          \
+    } while (0)
+
+/* For the last test of a group: stops the group's server and fails the test
+ * unless it exited with status 0 (under ASan: without a leak). A test of its
+ * own, because cmocka does not count a failing group teardown. Clears *up;
+ * skips when the server never started. */
+void tsup_server_stop_in_test(tsup_server *s, int *up);
+
+/* For a group teardown: stops the server when a failed test left it up
+ * (its status is not checked then). Clears *up; returns 0. */
+int tsup_server_teardown(tsup_server *s, int *up);
+
 /* Runs $ENVSRV_BIN with args to completion (bounded) and returns its exit
  * status; *out and *err get its stdout and stderr (malloc'd, caller frees). */
 int tsup_run(char **out, char **err, const char *const *args);
