@@ -7,9 +7,11 @@
  * and a small C program compiled beforehand, runs each N times sandboxed
  * (sbx_run), back to back, then N times by plain fork+exec with the same
  * argv, the same output capture through pipes and no isolation, and prints
- * the median ms
- * per run, runs/s (1000 / median, one at a time), the ratio and the
- * overhead in ms. A compile-and-run of the C program is reported too.
+ * the median ms per run, runs/s (1000 / median, one at a time), the ratio
+ * and the overhead in ms. HumanEval problem 0 runs sandboxed twice: cold
+ * (a new interpreter per run) and warm (sbx_request.warm: a zygote that
+ * forks per run), each against the same plain python3 process. A
+ * compile-and-run of the C program is reported too.
  *
  * The argument is the GSM8K test file that `make bench` hands every
  * benchmark; HumanEval is found at $ENVSRV_DATA/humaneval/HumanEval.jsonl or
@@ -269,7 +271,8 @@ int main(int argc, char **argv)
     static const char *const c_sbx[] = { "/work/prog", NULL };
     sbx_file exe_file = { "prog", exe, exe_len, true };
 
-    workload ws[4];
+    enum { NW = 5 };
+    workload ws[NW];
     memset(ws, 0, sizeof ws);
     sbx_request base = SBX_REQUEST_INIT;
     ws[0] = (workload){ "python3 -c pass", py_pass, base };
@@ -278,21 +281,29 @@ int main(int argc, char **argv)
     ws[1].req.language = "python3";
     ws[1].req.code = he;
     ws[1].req.code_len = he ? strlen(he) : 0;
-    ws[2] = (workload){ "C program (prebuilt)", c_plain, base };
-    ws[2].req.argv = c_sbx;
-    ws[2].req.files = &exe_file;
-    ws[2].req.nfiles = 1;
-    ws[3] = (workload){ "C compile+run (sandboxed)", NULL, base };
-    ws[3].req.language = "c";
-    ws[3].req.code = c_program;
-    ws[3].req.code_len = sizeof c_program - 1;
+    /* The same program in a warm interpreter (a zygote that forks per run),
+     * against the same plain python3 process. */
+    ws[2] = ws[1];
+    ws[2].name = "HumanEval/0 + tests, warm";
+    ws[2].req.warm = true;
+    ws[3] = (workload){ "C program (prebuilt)", c_plain, base };
+    ws[3].req.argv = c_sbx;
+    ws[3].req.files = &exe_file;
+    ws[3].req.nfiles = 1;
+    ws[4] = (workload){ "C compile+run (sandboxed)", NULL, base };
+    ws[4].req.language = "c";
+    ws[4].req.code = c_program;
+    ws[4].req.code_len = sizeof c_program - 1;
 
     printf("%d runs each, one at a time, median; sandboxed and plain runs each back to back\n",
            runs);
-    double plain[4] = { 0, 0, 0, 0 };
-    for (int i = 0; i < 3; i++)
-        if ((i != 1 || he) && (plain[i] = measure_plain(&ws[i], dir, runs)) < 0)
+    double plain[NW] = { 0 };
+    for (int i = 0; i < NW; i++) {
+        if (!ws[i].plain_argv || ((i == 1 || i == 2) && !he))
+            continue;
+        if ((plain[i] = i == 2 ? plain[1] : measure_plain(&ws[i], dir, runs)) < 0)
             goto done;
+    }
     double pass_overhead = 1e9;
     /* Both tiers: the per-run cgroup's cost is worth seeing on its own. */
     for (int tier = 0; tier < 2; tier++) {
@@ -307,15 +318,15 @@ int main(int argc, char **argv)
         printf("\ntier %s\n", sbx_tier_name(sbx_current_tier()));
         printf("%-26s %9s %9s %9s %9s %7s %10s\n", "program", "sbx ms", "sbx run/s", "plain ms",
                "plain/s", "ratio", "overhead");
-        for (int i = 0; i < 4; i++) {
-            if (i == 1 && !he) {
+        for (int i = 0; i < NW; i++) {
+            if ((i == 1 || i == 2) && !he) {
                 printf("%-26s (HumanEval.jsonl not found: set ENVSRV_DATA)\n", ws[i].name);
                 continue;
             }
-            double s = measure_sbx(&ws[i], i == 3 ? (runs + 3) / 4 : runs);
+            double s = measure_sbx(&ws[i], i == 4 ? (runs + 3) / 4 : runs);
             if (s < 0)
                 goto done;
-            if (i < 3) {
+            if (ws[i].plain_argv) {
                 double p = plain[i];
                 printf("%-26s %9.2f %9.1f %9.2f %9.1f %7.2f %+8.2f ms\n", ws[i].name, s,
                        1000 / s, p, 1000 / p, s / p, s - p);
