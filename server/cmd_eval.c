@@ -49,6 +49,12 @@ static const char eval_usage[] =
     "  --api-key KEY         openai: bearer token (default $OPENAI_API_KEY)\n"
     "  --model-name NAME     openai: the request's \"model\"\n"
     "  --timeout SECONDS     openai: per request (default 600)\n"
+    "  --retries N           openai: tries again after no connection, a timeout or a\n"
+    "                        408/409/429/5xx answer, up to N times (default 3), waiting\n"
+    "                        the server's Retry-After or 0.5 s, 1 s, 2 s ... (at most 8 s)\n"
+    "  --concurrency N       groups in flight at once (default 16 with openai, so the\n"
+    "                        server can batch them; 1 with the local engine, where more\n"
+    "                        overlaps scoring with generation); results keep item order\n"
     "                        (with openai, --model is optional: a local copy of the served\n"
     "                        model's files gives its chat template, tokenizer and token ids)\n"
     "  --max-tokens N        new tokens per sample (default 256)\n"
@@ -65,6 +71,7 @@ typedef struct eval_args {
     const char *base_url, *api_key, *model_name;   /* --backend openai */
     int openai;
     double timeout_s;
+    int retries, concurrency;     /* -1: the default */
     size_t limit;
     double min_score;
     int has_min_score, temperature_set;
@@ -90,6 +97,7 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
     inf_gen_options defaults = INF_GEN_OPTIONS_INIT;
     a->opts = defaults;
     a->limit = 10;
+    a->retries = a->concurrency = -1;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i];
         if (strcmp(opt, "--help") == 0) {
@@ -122,6 +130,13 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
             a->openai = strcmp(v, "openai") == 0;
         } else if (strcmp(opt, "--timeout") == 0) {
             if (eval_num(&a->timeout_s, opt, v, 0.001, 86400) != 0) return -1;
+        }
+        else if (strcmp(opt, "--retries") == 0) {
+            if (eval_num(&d, opt, v, 0, 100) != 0) return -1;
+            a->retries = (int)d;
+        } else if (strcmp(opt, "--concurrency") == 0) {
+            if (eval_num(&d, opt, v, 1, 256) != 0) return -1;
+            a->concurrency = (int)d;
         }
         else if (strcmp(opt, "--report") == 0) a->report = v;
         else if (strcmp(opt, "--limit") == 0) {
@@ -159,10 +174,14 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
         fprintf(stderr, "envsrv eval: --base-url goes with --backend openai, and it needs one\n");
         return -1;
     }
-    if (!a->openai && (a->api_key || a->model_name || a->timeout_s > 0)) {
-        fprintf(stderr, "envsrv eval: --api-key, --model-name and --timeout are for --backend openai\n");
+    if (!a->openai && (a->api_key || a->model_name || a->timeout_s > 0 || a->retries >= 0)) {
+        fprintf(stderr, "envsrv eval: --api-key, --model-name, --timeout and --retries are for --backend openai\n");
         return -1;
     }
+    if (a->retries < 0)
+        a->retries = 3;
+    if (a->concurrency < 0)
+        a->concurrency = a->openai ? 16 : 1;
     if (a->openai && !a->api_key) {
         const char *k = getenv("OPENAI_API_KEY");
         a->api_key = k && k[0] ? k : NULL;
@@ -172,14 +191,15 @@ static int parse_eval_args(eval_args *a, int argc, char **argv)
     return 0;
 }
 
-/* SHA-256 of a file as 64 hex digits. Returns 0, or -1 (unreadable). */
-/* Opens the env of `a` (with --data). Returns 0, or -1 with the reason on stderr. */
+/* Opens the env of `a` (with --data), with a Lua state for each group in
+ * flight. Returns 0, or -1 with the reason on stderr. */
 static int open_eval_env(lenv_env **env, const eval_args *a, const char *cmd)
 {
     lenv_error lerr = { 0 };
     lenv_data_source src = { NULL, a->data };
     lenv_options o = LENV_OPTIONS_INIT;
     o.name_or_path = a->env;
+    o.n_states = (size_t)a->concurrency;
     o.data = a->data ? &src : NULL;
     o.n_data = a->data ? 1 : 0;
     o.git = &a->git.opts;
@@ -201,7 +221,8 @@ static int open_eval_sampler(inf_bundle **bundle, lenv_chat_template **lua, srv_
         return -1;
     }
     if (a->openai) {
-        srv__remote_options ro = { a->base_url, a->api_key, a->model_name, (long)(a->timeout_s * 1000), *bundle,
+        srv__remote_options ro = { a->base_url, a->api_key, a->model_name, (long)(a->timeout_s * 1000), a->retries,
+                                   *bundle,
                                    a->model || *lua ? NULL : a->chat_template, *lua ? srv__render_lua : NULL, *lua };
         srv__remote *remote = NULL;
         if (srv__remote_new(&remote, &ro, err, sizeof err) != 0 ||
@@ -275,6 +296,57 @@ static void eval_progress(const char *env, size_t done, size_t total, size_t tok
             secs > 0 ? (double)tokens / secs : 0.0, eta);
 }
 
+/* What eval adds up over the items, in item order. */
+typedef struct eval_tally {
+    const eval_args *a;
+    lenv_env *env;
+    json_t *results;            /* borrowed: entries are appended */
+    int tty;
+    size_t n_items;
+    double sum, passk;          /* expected reward of one sample; items with a reward of 1 */
+    size_t new_tokens;
+    struct timespec t0;
+} eval_tally;
+
+/* srv__group_consume for eval: one item's entry of the report. */
+static int eval_take(srv__group_done *d, void *ctx)
+{
+    eval_tally *t = ctx;
+    const char *id = d->item_id;
+    json_t *entry = NULL;
+    srv__group_stats st = d->st;
+    if (d->rc == 0) {
+        json_t *g = d->group;
+        entry = json_pack("{s:s, s:O, s:O, s:O, s:b}", "id", id, "rewards", json_object_get(g, "scores"),
+                          "completions", json_object_get(g, "completions"), "finish_reasons",
+                          json_object_get(g, "finish_reasons"), "prompt_too_long", 0);
+    } else if (st.prompt_too_long) {
+        /* A prompt longer than the model's context cannot be sampled: it
+         * scores 0 and says so, rather than ending the whole evaluation. */
+        json_t *zeros = json_array();
+        for (int s = 0; zeros && s < t->a->opts.n_samples; s++)
+            json_array_append_new(zeros, json_real(0.0));
+        entry = json_pack("{s:s, s:o, s:[], s:[], s:b}", "id", id, "rewards", zeros, "completions",
+                          "finish_reasons", "prompt_too_long", 1);
+        st.n = (size_t)t->a->opts.n_samples;
+    } else {
+        if (t->tty)
+            fputc('\n', stderr);
+        fprintf(stderr, "envsrv eval: item %s: %s\n", id ? id : "?", d->err);
+        return -1;
+    }
+    if (!entry || json_array_append_new(t->results, entry) != 0) {
+        fprintf(stderr, "envsrv eval: out of memory\n");
+        return -1;
+    }
+    t->sum += st.n ? st.reward_sum / (double)st.n : 0;
+    t->passk += st.n && st.reward_best >= 1.0 ? 1.0 : 0.0;
+    t->new_tokens += st.new_tokens;
+    if (t->tty)
+        eval_progress(lenv_name(t->env), d->index + 1, t->n_items, t->new_tokens, seconds_since(&t->t0));
+    return 0;
+}
+
 int srv_cmd_eval(int argc, char **argv)
 {
     eval_args a = { 0 };
@@ -299,46 +371,19 @@ int srv_cmd_eval(int argc, char **argv)
         fprintf(stderr, "envsrv eval: %s\n", lerr.message);
         goto done;
     }
-    double sum = 0, passk = 0;
-    size_t new_tokens = 0, n_items = json_array_size(items);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (size_t idx = 0; idx < n_items; idx++) {
-        const char *id = json_string_value(json_object_get(json_array_get(items, idx), "id"));
-        json_t *group = NULL, *entry = NULL;
-        srv__group_stats st;
-        char err[512];
-        int rc = srv__rollout_group(&group, &st, sampler, env, id, &a.opts, &lerr, err, sizeof err);
-        if (rc == 0) {
-            entry = json_pack("{s:s, s:O, s:O, s:O, s:b}", "id", id, "rewards", json_object_get(group, "scores"),
-                              "completions", json_object_get(group, "completions"), "finish_reasons",
-                              json_object_get(group, "finish_reasons"), "prompt_too_long", 0);
-        } else if (st.prompt_too_long) {
-            /* A prompt longer than the model's context cannot be sampled: it
-             * scores 0 and says so, rather than ending the whole evaluation. */
-            json_t *zeros = json_array();
-            for (int s = 0; zeros && s < a.opts.n_samples; s++)
-                json_array_append_new(zeros, json_real(0.0));
-            entry = json_pack("{s:s, s:o, s:[], s:[], s:b}", "id", id, "rewards", zeros, "completions",
-                              "finish_reasons", "prompt_too_long", 1);
-            st.n = (size_t)a.opts.n_samples;
-        } else {
-            if (tty)
-                fputc('\n', stderr);
-            fprintf(stderr, "envsrv eval: item %s: %s\n", id ? id : "?", err);
-            goto done;
-        }
-        json_decref(group);
-        if (!entry || json_array_append_new(results, entry) != 0) {
-            fprintf(stderr, "envsrv eval: out of memory\n");
-            goto done;
-        }
-        sum += st.n ? st.reward_sum / (double)st.n : 0;   /* expected reward of one sample */
-        passk += st.n && st.reward_best >= 1.0 ? 1.0 : 0.0;
-        new_tokens += st.new_tokens;
-        if (tty)
-            eval_progress(lenv_name(env), idx + 1, n_items, new_tokens, seconds_since(&t0));
+    size_t n_items = json_array_size(items);
+    eval_tally tally = { &a, env, results, tty, n_items, 0, 0, 0, { 0, 0 } };
+    clock_gettime(CLOCK_MONOTONIC, &tally.t0);
+    char err[512] = "";
+    int rrc = srv__run_groups(sampler, env, items, &a.opts, a.concurrency, eval_take, &tally, err, sizeof err);
+    if (rrc != 0) {
+        if (rrc < 0)
+            fprintf(stderr, "envsrv eval: %s\n", err);
+        goto done;
     }
+    double sum = tally.sum, passk = tally.passk;
+    size_t new_tokens = tally.new_tokens;
+    struct timespec t0 = tally.t0;
     double secs = seconds_since(&t0);
     if (tty)
         fputc('\n', stderr);
@@ -401,8 +446,30 @@ static const char rollout_usage[] =
     "trajectory format of POST /scored_data: tokens, masks (-100 on prompt\n"
     "positions), scores, inference_logprobs, plus the item id, completions, finish\n"
     "reasons and what produced them. Options as for `envsrv eval` (--data, --split,\n"
-    "--tokenizer, --chat-template, --backend openai --base-url URL, --max-tokens,\n"
-    "--temperature (default 1.0), --seed, --threads).\n";
+    "--tokenizer, --chat-template, --backend openai --base-url URL, --retries,\n"
+    "--concurrency, --max-tokens, --temperature (default 1.0), --seed, --threads).\n"
+    "Lines keep the order of the items at any --concurrency.\n";
+
+typedef struct rollout_out {
+    FILE *f;                    /* borrowed */
+    size_t written;
+} rollout_out;
+
+/* srv__group_consume for rollout: one JSON line per group, in item order. */
+static int rollout_take(srv__group_done *d, void *ctx)
+{
+    rollout_out *o = ctx;
+    if (d->rc != 0) {
+        fprintf(stderr, "envsrv rollout: item %s: %s\n", d->item_id ? d->item_id : "?", d->err);
+        return -1;
+    }
+    if (json_dumpf(d->group, o->f, JSON_COMPACT) != 0 || fputc('\n', o->f) == EOF) {
+        fprintf(stderr, "envsrv rollout: item %s: out of memory or disk\n", d->item_id ? d->item_id : "?");
+        return -1;
+    }
+    o->written++;
+    return 0;
+}
 
 int srv_cmd_rollout(int argc, char **argv)
 {
@@ -474,21 +541,15 @@ int srv_cmd_rollout(int argc, char **argv)
         fprintf(stderr, "envsrv rollout: cannot write '%s': %s\n", outpath, strerror(errno));
         goto done;
     }
-    size_t written = 0;
-    for (size_t idx = 0; idx < json_array_size(items); idx++) {
-        const char *id = json_string_value(json_object_get(json_array_get(items, idx), "id"));
-        json_t *line = NULL;
-        srv__group_stats st;
-        char err[512] = "out of memory or disk";
-        int ok = srv__rollout_group(&line, &st, sampler, env, id, &a.opts, &lerr, err, sizeof err) == 0 &&
-                 json_dumpf(line, out, JSON_COMPACT) == 0 && fputc('\n', out) != EOF;
-        json_decref(line);
-        if (!ok) {
-            fprintf(stderr, "envsrv rollout: item %s: %s\n", id ? id : "?", err);
-            goto done;
-        }
-        written++;
+    rollout_out ro = { out, 0 };
+    char err[512] = "";
+    int rrc = srv__run_groups(sampler, env, items, &a.opts, a.concurrency, rollout_take, &ro, err, sizeof err);
+    if (rrc != 0) {
+        if (rrc < 0)
+            fprintf(stderr, "envsrv rollout: %s\n", err);
+        goto done;
     }
+    size_t written = ro.written;
     if (fclose(out) != 0) {
         out = NULL;
         fprintf(stderr, "envsrv rollout: cannot write '%s': %s\n", outpath, strerror(errno));

@@ -208,11 +208,6 @@ static void pool_job(srv__job *job, int cancelled)
     MHD_resume_connection(hr->req.conn);
 }
 
-/* Suspends the connection and queues its handler on the pool, so the HTTP
- * thread goes back to other connections. Suspending comes first: a worker
- * may finish and resume before this function returns, and resuming a
- * connection that is not yet suspended would be lost. A full queue (or a
- * stopping pool) answers 503 through the same suspend/resume path. */
 /* Whether this request runs on the worker pool (see the SRV__ROUTE_* flags). */
 static int wants_pool(const srv_server *srv, const srv__request *req)
 {
@@ -233,6 +228,11 @@ static int wants_pool(const srv_server *srv, const srv__request *req)
     return 0;
 }
 
+/* Suspends the connection and queues its handler on the pool, so the HTTP
+ * thread goes back to other connections. Suspending comes first: a worker
+ * may finish and resume before this function returns, and resuming a
+ * connection that is not yet suspended would be lost. A full queue (or a
+ * stopping pool) answers 503 through the same suspend/resume path. */
 static enum MHD_Result run_on_pool(struct MHD_Connection *conn, http_req *hr, srv__handler handler)
 {
     hr->pool_handler = handler;

@@ -12,21 +12,27 @@
  * a group holds the texts and the logprobs as given and says
  * "tokens_unknown": true.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
 #include "server/server_int.h"
 
 #define REMOTE_MAX_ANSWER (64u << 20)   /* bytes of one answer before it is refused */
+#define RETRY_FIRST_MS    500           /* wait before the first retry; doubles each time */
+#define RETRY_MAX_MS      8000          /* longest wait we choose ourselves */
+#define RETRY_AFTER_MAX_S 60            /* longest Retry-After we honour */
 
 struct srv__remote {
     char *url;                  /* owned: BASE/v1/completions */
     char *auth;                 /* owned: "Authorization: Bearer KEY", or NULL */
     char *model_name;           /* owned, or NULL (the field is then left out) */
     long timeout_ms;
+    int retries;                /* more tries after a transient failure */
     const inf_bundle *bundle;   /* borrowed, may be NULL: tokenizer + template */
     inf_chat_template tpl;      /* without a bundle: --chat-template, if any */
     bool has_template;
@@ -69,6 +75,7 @@ int srv__remote_new(srv__remote **out, const srv__remote_options *o, char *err, 
         return -1;
     }
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 600000;
+    r->retries = o->retries;
     r->bundle = o->bundle;
     r->render = o->render;
     r->render_payload = o->render_payload;
@@ -131,18 +138,37 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-/* POSTs `body` and returns the parsed JSON answer (new reference), or NULL
- * with err naming what went wrong: no connection, a timeout, a non-200
- * status (with the server's error message), or an answer that is not JSON. */
-static json_t *post_json(const srv__remote *r, const char *body, char *err, size_t errlen)
+/* One POST: how it ended. */
+typedef struct attempt {
+    json_t *out;        /* the parsed answer (new reference), or NULL with err */
+    int transient;      /* failed in a way worth trying again */
+    long retry_after_s; /* the server's Retry-After, or -1 */
+} attempt;
+
+/* Whether a failure may pass by itself: no connection, a dropped or timed
+ * out transfer, or a server that is busy or broken for now (OpenAI's own
+ * clients retry the same statuses). A 4xx other than 408/409/429 and an
+ * answer that is not JSON will not change on a second try. */
+static int is_transient(CURLcode rc, long status)
 {
+    if (rc != CURLE_OK)
+        return rc == CURLE_COULDNT_CONNECT || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+               rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE || rc == CURLE_OPERATION_TIMEDOUT;
+    return status == 408 || status == 409 || status == 429 || status >= 500;
+}
+
+/* POSTs `body` once. On failure, err names what went wrong: no connection,
+ * a timeout, a non-200 status (with the server's error message), or an
+ * answer that is not JSON. */
+static attempt post_once(const srv__remote *r, const char *body, char *err, size_t errlen)
+{
+    attempt at = { NULL, 0, -1 };
     CURL *c = curl_easy_init();
     struct curl_slist *headers = NULL;
     answer a = { 0 };
-    json_t *out = NULL;
     if (!c) {
         snprintf(err, errlen, "libcurl failed to start a request");
-        return NULL;
+        return at;
     }
     headers = curl_slist_append(headers, "Content-Type: application/json");
     if (r->auth)
@@ -158,32 +184,65 @@ static json_t *post_json(const srv__remote *r, const char *body, char *err, size
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
+    curl_off_t retry_after = -1;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after >= 0)
+        at.retry_after_s = retry_after > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : (long)retry_after;
     if (a.too_big) {
         snprintf(err, errlen, "%s: the answer is over %u bytes", r->url, REMOTE_MAX_ANSWER);
     } else if (rc != CURLE_OK) {
         snprintf(err, errlen, "%s: %s%s", r->url, rc == CURLE_OPERATION_TIMEDOUT ? "no answer in time: " : "",
                  cerr[0] ? cerr : curl_easy_strerror(rc));
+        at.transient = is_transient(rc, 0);
     } else {
         json_error_t je;
-        out = a.data ? json_loadb(a.data, a.len, 0, &je) : NULL;
+        json_t *out = a.data ? json_loadb(a.data, a.len, 0, &je) : NULL;
         const char *msg = json_string_value(json_object_get(json_object_get(out, "error"), "message"));
         if (status != 200) {
             snprintf(err, errlen, "%s answered HTTP %ld: %.300s", r->url, status,
                      msg ? msg : a.data ? a.data : "(no body)");
+            at.transient = is_transient(rc, status);
             json_decref(out);
-            out = NULL;
         } else if (!json_is_object(out)) {
             snprintf(err, errlen, "%s answered something that is not a JSON object: %.120s", r->url,
                      a.data ? a.data : "(no body)");
             json_decref(out);
-            out = NULL;
+        } else {
+            at.out = out;
         }
     }
     curl_slist_free_all(headers);
     curl_easy_cleanup(c);
     free(a.data);
-    return out;
+    return at;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* POSTs `body` and returns the parsed JSON answer (new reference), or NULL
+ * with err. A transient failure is tried again up to r->retries times,
+ * after the server's Retry-After or a doubling wait; err then says how
+ * many tries were made. */
+static json_t *post_json(const srv__remote *r, const char *body, char *err, size_t errlen)
+{
+    long wait_ms = RETRY_FIRST_MS;
+    for (int tries = 1;; tries++) {
+        attempt at = post_once(r, body, err, errlen);
+        if (at.out || !at.transient || tries > r->retries) {
+            if (!at.out && tries > 1) {
+                size_t len = strlen(err);
+                snprintf(err + len, errlen - len, " (gave up after %d tries)", tries);
+            }
+            return at.out;
+        }
+        sleep_ms(at.retry_after_s >= 0 ? at.retry_after_s * 1000 : wait_ms);
+        wait_ms = wait_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait_ms * 2;
+    }
 }
 
 /* ---- the completions request and answer --------------------------------------- */

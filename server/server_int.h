@@ -436,6 +436,8 @@ typedef struct srv__remote_options {
     const char *api_key;        /* NULL or "": no Authorization header */
     const char *model_name;     /* the request's "model"; NULL leaves it out */
     long timeout_ms;            /* per request; 0 means 600 s */
+    int retries;                /* more tries after a transient failure (no
+                                 * connection, timeout, 408/409/429/5xx) */
     /* A local copy of the served model's files (borrowed, may be NULL): its
      * chat template renders prompts and its tokenizer gives prompt ids, and
      * token ids are asked for, so groups carry tokens. */
@@ -498,6 +500,36 @@ typedef struct srv__group_stats {
 int srv__rollout_group(json_t **out, srv__group_stats *st, srv__sampler *s, lenv_env *env,
                        const char *item_id, const inf_gen_options *opts, lenv_error *lerr, char *err,
                        size_t errlen);
+
+/* ---- groups.c: many groups at once, handed over in item order --------------------- */
+
+/* One item's group as srv__run_groups hands it to the consumer. */
+typedef struct srv__group_done {
+    size_t index;               /* in the item list */
+    const char *item_id;        /* borrowed from the item list */
+    int rc;                     /* srv__rollout_group's */
+    json_t *group;              /* its group, or NULL; the runner frees it after the
+                                 * consumer (which may take it: set NULL) */
+    srv__group_stats st;
+    lenv_error lerr;
+    char err[512];              /* the failure, when rc != 0 */
+    int done;                   /* the runner's: the worker has finished it */
+} srv__group_done;
+
+/* Takes one finished group; 0 goes on, anything else stops the run. */
+typedef int (*srv__group_consume)(srv__group_done *d, void *ctx);
+
+/*
+ * Runs srv__rollout_group for every item of `items` (an array of objects
+ * with "id", as lenv_sample gives) on up to `concurrency` threads, and calls
+ * `consume` on the calling thread for each group in item order, whatever
+ * order they finish in. The sampler and env must allow concurrent calls
+ * (the env with a Lua state per thread for real parallelism). Returns 0,
+ * consume's first non-zero (then no further item starts and those in flight
+ * are waited for), or -1 with err.
+ */
+int srv__run_groups(srv__sampler *sampler, lenv_env *env, const json_t *items, const inf_gen_options *opts,
+                    int concurrency, srv__group_consume consume, void *ctx, char *err, size_t errlen);
 
 
 /* inf_render_fn over a Lua chat template (payload: an lenv_chat_template). */

@@ -6,7 +6,11 @@
  * copy of the model is given; "tokens_unknown" otherwise). A tiny fake server
  * in this process (libmicrohttpd) answers 500s, garbage, the wrong number of
  * choices, and a listening socket that never answers trips --timeout: each
- * is a clear error and exit status 1. Skipped without $ENVSRV_BIN or data.
+ * is a clear error and exit status 1. The same fake server proves that
+ * --retries outlasts a server that is busy for a moment (503 with
+ * Retry-After), and that --concurrency really keeps requests in flight at
+ * once, while the report keeps item order. Skipped without $ENVSRV_BIN or
+ * data.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,11 +19,14 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -95,9 +102,11 @@ static void test_openai_backend_eval__same_rewards_as_local(void **state)
     const char *const local[] = { "eval", "--env", g_env, "--model", g_model, "--tokenizer", g_tok, "--limit", "3",
                                   "--samples", "2", "--temperature", "0.8", "--seed", "3", "--max-tokens", "30",
                                   "--report", r1, NULL };
+    /* Three requests in flight at once: the report keeps item order. */
     const char *const remote[] = { "eval", "--env", g_env, "--backend", "openai", "--base-url", g_url,
                                    "--model-name", "stories", "--limit", "3", "--samples", "2", "--temperature",
-                                   "0.8", "--seed", "3", "--max-tokens", "30", "--report", r2, NULL };
+                                   "0.8", "--seed", "3", "--max-tokens", "30", "--concurrency", "3", "--report",
+                                   r2, NULL };
     run_expect(0, local);
     run_expect(0, remote);
     json_t *a = json_load_file(r1, 0, NULL), *b = json_load_file(r2, 0, NULL);
@@ -179,7 +188,48 @@ static void test_openai_backend_rollout__tokens_when_known(void **state)
 
 /* ---- a fake server -------------------------------------------------------------- */
 
-/* Answers by the first path segment: /500/..., /garbage/..., /count/..., /nolp/... */
+/* What the fake server counts (its connections have threads of their own). */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int flaky_calls;        /* requests to /flaky/ */
+    int in_flight;          /* requests to /barrier/ being answered */
+    int barrier;            /* /barrier/ answers once this many are in flight */
+} fake = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0 };
+
+static const char fake_choice[] =
+    "{\"choices\": [{\"index\": 0, \"text\": \"The answer is 4\", \"finish_reason\": \"stop\", "
+    "\"logprobs\": {\"tokens\": [\"The\", \" answer\"], \"token_logprobs\": [-0.5, -0.25]}}]}";
+
+/* One of fake's counters, read under its lock. */
+static int fake_read(const int *counter)
+{
+    pthread_mutex_lock(&fake.mu);
+    int v = *counter;
+    pthread_mutex_unlock(&fake.mu);
+    return v;
+}
+
+/* /barrier/: waits (at most 30 s, a failure guard only) until fake.barrier
+ * requests are in flight together. Whether it was reached. */
+static int wait_at_barrier(void)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&fake.mu);
+    fake.in_flight++;
+    pthread_cond_broadcast(&fake.cv);
+    int rc = 0;
+    while (fake.in_flight < fake.barrier && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&fake.cv, &fake.mu, &until);
+    int reached = fake.in_flight >= fake.barrier;
+    pthread_mutex_unlock(&fake.mu);
+    return reached;
+}
+
+/* Answers by the first path segment: /500/..., /garbage/..., /count/...,
+ * /nolp/..., /flaky/... (503 twice, then a choice), /barrier/... */
 static enum MHD_Result fake_answer(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                    const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -207,8 +257,20 @@ static enum MHD_Result fake_answer(void *cls, struct MHD_Connection *conn, const
         body = "{\"choices\": []}";
     } else if (!strncmp(url, "/nolp/", 6)) {
         body = "{\"choices\": [{\"index\": 0, \"text\": \"hi\", \"finish_reason\": \"stop\", \"logprobs\": null}]}";
+    } else if (!strncmp(url, "/flaky/", 7)) {
+        pthread_mutex_lock(&fake.mu);
+        int call = ++fake.flaky_calls;
+        pthread_mutex_unlock(&fake.mu);
+        status = call <= 2 ? 503 : 200;
+        body = call <= 2 ? "{\"error\": {\"message\": \"warming up\"}}" : fake_choice;
+    } else if (!strncmp(url, "/barrier/", 9)) {
+        int reached = wait_at_barrier();
+        status = reached ? 200 : 500;
+        body = reached ? fake_choice : "{\"error\": {\"message\": \"requests came one at a time\"}}";
     }
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (status == 503)
+        MHD_add_response_header(r, "Retry-After", "0");
     enum MHD_Result ok = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ok;
@@ -217,7 +279,7 @@ static enum MHD_Result fake_answer(void *cls, struct MHD_Connection *conn, const
 static void expect_failure(const char *base, const char *timeout, const char *needle)
 {
     const char *const args[] = { "eval", "--env", g_env, "--backend", "openai", "--base-url", base, "--limit", "1",
-                                 "--max-tokens", "4", "--timeout", timeout, NULL };
+                                 "--max-tokens", "4", "--timeout", timeout, "--retries", "0", NULL };
     char *out = NULL, *err = NULL;
     int rc = tsup_run(&out, &err, args);
     if (rc != 1 || !strstr(err, needle))
@@ -226,14 +288,89 @@ static void expect_failure(const char *base, const char *timeout, const char *ne
     free(err);
 }
 
+/* The fake server on a free loopback port, a thread per connection. */
+static struct MHD_Daemon *fake_start(unsigned *port)
+{
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                                MHD_USE_ERROR_LOG,
+                                            0, NULL, NULL, fake_answer, NULL, MHD_OPTION_END);
+    assert_non_null(d);
+    *port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    return d;
+}
+
+/* A server that answers 503 (Retry-After: 0) twice: three tries get
+ * through, two do not, and the error says how many were made. */
+static void test_openai_backend_retries__outlast_a_busy_server(void **state)
+{
+    (void)state;
+    need_server();
+    unsigned port;
+    struct MHD_Daemon *d = fake_start(&port);
+    char base[128], report[128];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u/flaky", port);
+    snprintf(report, sizeof report, "%s/flaky.json", g_dir);
+    const char *const ok[] = { "eval", "--env", g_env, "--backend", "openai", "--base-url", base, "--limit", "1",
+                               "--max-tokens", "4", "--retries", "2", "--report", report, NULL };
+    run_expect(0, ok);
+    assert_int_equal(fake_read(&fake.flaky_calls), 3);
+    json_t *r = json_load_file(report, 0, NULL);
+    assert_non_null(r);
+    json_t *first = json_array_get(json_object_get(r, "results"), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(first, "completions"), 0)),
+                        "The answer is 4");
+    json_decref(r);
+    unlink(report);
+
+    pthread_mutex_lock(&fake.mu);
+    fake.flaky_calls = 0;
+    pthread_mutex_unlock(&fake.mu);
+    const char *const few[] = { "eval", "--env", g_env, "--backend", "openai", "--base-url", base, "--limit", "1",
+                                "--max-tokens", "4", "--retries", "1", NULL };
+    char *out = NULL, *err = NULL;
+    int rc = tsup_run(&out, &err, few);
+    if (rc != 1 || !strstr(err, "answered HTTP 503: warming up (gave up after 2 tries)"))
+        fail_msg("exit %d, stderr: %s", rc, err);
+    assert_int_equal(fake_read(&fake.flaky_calls), 2);
+    free(out);
+    free(err);
+    MHD_stop_daemon(d);
+}
+
+/* --concurrency 3: the fake server answers only once three requests are in
+ * flight together, so requests sent one at a time would fail. */
+static void test_openai_backend_concurrency__requests_in_flight_together(void **state)
+{
+    (void)state;
+    need_server();
+    unsigned port;
+    struct MHD_Daemon *d = fake_start(&port);
+    pthread_mutex_lock(&fake.mu);
+    fake.in_flight = 0;
+    fake.barrier = 3;
+    pthread_mutex_unlock(&fake.mu);
+    char base[128], report[128];
+    snprintf(base, sizeof base, "http://127.0.0.1:%u/barrier", port);
+    snprintf(report, sizeof report, "%s/barrier.json", g_dir);
+    const char *const args[] = { "eval", "--env", g_env, "--backend", "openai", "--base-url", base, "--limit", "3",
+                                 "--max-tokens", "4", "--concurrency", "3", "--retries", "0", "--report", report,
+                                 NULL };
+    run_expect(0, args);
+    assert_int_equal(fake_read(&fake.in_flight), 3);
+    json_t *r = json_load_file(report, 0, NULL);
+    assert_non_null(r);
+    assert_int_equal(json_array_size(json_object_get(r, "results")), 3);
+    json_decref(r);
+    unlink(report);
+    MHD_stop_daemon(d);
+}
+
 static void test_openai_backend_errors__clear(void **state)
 {
     (void)state;
     need_server();
-    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                                            fake_answer, NULL, MHD_OPTION_END);
-    assert_non_null(d);
-    unsigned port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    unsigned port;
+    struct MHD_Daemon *d = fake_start(&port);
     char base[128];
     snprintf(base, sizeof base, "http://127.0.0.1:%u/500", port);
     expect_failure(base, "30", "answered HTTP 500: the GPU caught fire");
@@ -267,6 +404,12 @@ static void test_openai_backend_errors__clear(void **state)
     const char *const stray[] = { "eval", "--env", g_env, "--model", g_model, "--tokenizer", g_tok, "--api-key", "k",
                                   NULL };
     run_expect(2, stray);
+    const char *const stray_retries[] = { "eval", "--env", g_env, "--model", g_model, "--tokenizer", g_tok,
+                                           "--retries", "2", NULL };
+    run_expect(2, stray_retries);
+    const char *const bad_concurrency[] = { "eval", "--env", g_env, "--backend", "openai", "--base-url", g_url,
+                                            "--concurrency", "0", NULL };
+    run_expect(2, bad_concurrency);
 }
 
 int main(void)
@@ -275,6 +418,8 @@ int main(void)
         cmocka_unit_test(test_openai_backend_eval__same_rewards_as_local),
         cmocka_unit_test(test_openai_backend_rollout__tokens_when_known),
         cmocka_unit_test(test_openai_backend_errors__clear),
+        cmocka_unit_test(test_openai_backend_retries__outlast_a_busy_server),
+        cmocka_unit_test(test_openai_backend_concurrency__requests_in_flight_together),
         cmocka_unit_test(test_openai_backend__server_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
