@@ -24,7 +24,7 @@
 enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 };
 
 #define N_LAYERS 2
-#define SEQ_LEN  256
+#define SEQ_LEN  512
 #define VOCAB    96
 
 /* A random model whose weights live here; `m` borrows them. */
