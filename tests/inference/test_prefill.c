@@ -6,7 +6,8 @@
  * (llama: interleaved RoPE, tied embeddings; Qwen2: half RoPE, q/k/v bias,
  * untied; Qwen3: half RoPE, q/k RMSNorm), several weight types, prompt
  * lengths around the chunk size, and 1 and 2 threads. Then inf_generate's
- * first token and logprob equal those computed from token-by-token logits.
+ * first token and logprob equal those computed from token-by-token logits,
+ * and the CPU attention's bits equal its original one-chain-per-score form.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -288,6 +289,62 @@ static void test_inference_prefill__generate_first_token(void **state)
     tiny_free(&t);
 }
 
+/* Attention as the CPU table computed it before its scores ran eight
+ * positions at a time: one chain per score, then run.c's softmax and sum. */
+static void attention_one_chain(float *out, float *att, const float *q, const float *k,
+                                const float *v, int n_pos, int head_dim, size_t stride)
+{
+    float scale = sqrtf((float)head_dim);
+    for (int t = 0; t < n_pos; t++) {
+        float score = 0.0f;
+        for (int i = 0; i < head_dim; i++)
+            score += q[i] * k[(size_t)t * stride + (size_t)i];
+        att[t] = score / scale;
+    }
+    float max = att[0], sum = 0.0f;
+    for (int t = 1; t < n_pos; t++)
+        if (att[t] > max)
+            max = att[t];
+    for (int t = 0; t < n_pos; t++) {
+        att[t] = expf(att[t] - max);
+        sum += att[t];
+    }
+    for (int t = 0; t < n_pos; t++)
+        att[t] /= sum;
+    for (int i = 0; i < head_dim; i++)
+        out[i] = 0.0f;
+    for (int t = 0; t < n_pos; t++)
+        for (int i = 0; i < head_dim; i++)
+            out[i] += att[t] * v[(size_t)t * stride + (size_t)i];
+}
+
+/* The CPU attention gives those bits for every prefix length (blocks of
+ * eight and the tail), head sizes of 64 and 12, and a strided cache. */
+static void test_inference_prefill__attention_bits(void **state)
+{
+    enum { MAX_POS = 41, STRIDE = 160 };
+    static float q[64], k[MAX_POS * STRIDE], v[MAX_POS * STRIDE];
+    uint64_t r = 5;
+    for (size_t i = 0; i < MAX_POS * STRIDE; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        k[i] = (float)((double)(r >> 40) / (double)(1ull << 24)) - 0.5f;
+        v[i] = (float)((double)((r >> 20) & 0xffffff) / (double)(1ull << 24)) - 0.5f;
+        if (i < 64)
+            q[i] = 4.0f * k[i];
+    }
+    static const int head_dims[] = {64, 12};
+    for (size_t h = 0; h < 2; h++)
+        for (int n = 1; n <= MAX_POS; n++) {
+            float want[64], got[64], att_w[MAX_POS], att_g[MAX_POS];
+            int hd = head_dims[h];
+            attention_one_chain(want, att_w, q, k + 16, v + 16, n, hd, STRIDE);
+            inf__ops_cpu.attention(got, att_g, q, k + 16, v + 16, n, hd, STRIDE);
+            if (memcmp(want, got, (size_t)hd * sizeof(float)) != 0)
+                fail_msg("attention differs: n_pos=%d head_dim=%d", n, hd);
+            assert_true(want[0] != 0.0f && isfinite(want[0]));
+        }
+}
+
 /* A state needs at least a row per sequence; the prefill state's size counts
  * its rows apart from its one sequence. */
 static void test_inference_prefill__state_rows(void **state)
@@ -313,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_inference_prefill__qwen3),
         cmocka_unit_test(test_inference_prefill__cpu_paths),
         cmocka_unit_test(test_inference_prefill__generate_first_token),
+        cmocka_unit_test(test_inference_prefill__attention_bits),
         cmocka_unit_test(test_inference_prefill__state_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
