@@ -7,15 +7,19 @@
  * random bf16 model with the shapes of Qwen2.5-0.5B (dim 896, 24 layers,
  * 14/2 heads, FFN 4864, vocab 151936, tied; ~0.99 GB of weights) against
  * this machine's measured memory bandwidth and against a plain llama2.c-style
- * single-stream loop over the same weights, ending with issue 7's floors
+ * single-stream loop over the same weights, and prompt prefill (a 256-token
+ * prompt many positions a pass, as inf_generate does, against one
+ * inf_forward call a token), ending with issue 7's floors
  * ("floor: ... ok" or "BELOW", which bench/run.sh checks). Each figure is the
  * median of several runs; figures that are compared (bandwidth and decode,
  * n=1 and n=32) are measured interleaved, run by run, because the machine
  * is shared.
  *
- * Usage: infer_bench [qwen] (qwen: only the Qwen-shaped section); reads $ENVSRV_DATA/models/stories260K
+ * Usage: infer_bench [qwen|prefill] (qwen: only the Qwen-shaped section;
+ * prefill: only its prefill figures); reads $ENVSRV_DATA/models/stories260K
  * (default ../shared/data). `make bench` runs it.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +152,9 @@ static int random_model(inf_model **out, float **arena, inf_layer *layers, inf_e
 #define QNKV 2
 #define QHD 64
 #define QV 151936
-#define QSEQ 128
+#define QSEQ 128    /* positions of the decode states and the plain loop */
+#define QCTX 512    /* the model's context: room for the prefill prompt */
+#define QPROMPT 256 /* prompt tokens of the prefill figure */
 
 typedef struct qwen_model {
     inf_config c;
@@ -183,7 +189,7 @@ static int qwen_build(qwen_model *q, inf_model **out, inf_error *err)
     memset(q, 0, sizeof *q);
     inf_config *c = &q->c;
     *c = (inf_config){.dim = QD, .hidden_dim = QH, .n_layers = QL, .n_heads = QNH,
-                      .n_kv_heads = QNKV, .head_dim = QHD, .vocab_size = QV, .seq_len = QSEQ,
+                      .n_kv_heads = QNKV, .head_dim = QHD, .vocab_size = QV, .seq_len = QCTX,
                       .norm_eps = 1e-6f, .rope_theta = 1000000.0f, .rope_style = INF_ROPE_HALF,
                       .qkv_bias = true, .tied_embeddings = true, .bos_id = -1};
     size_t per_layer = (size_t)QD * QD * 2 + (size_t)QNKV * QHD * QD * 2 + (size_t)QH * QD * 3;
@@ -456,7 +462,75 @@ static double plain_rate(const qwen_model *q, int steps, int runs)
     return rates[runs / 2];
 }
 
-static int qwen_bench(void)
+/* Prompt tokens/s of inf_generate's prefill: QPROMPT tokens with max_tokens
+ * 1 and greedy sampling, so the call is the chunked prefill plus one
+ * sampling step over the vocabulary; -1 on error. */
+static double prefill_rate(const inf_model *m, const int *prompt, int threads)
+{
+    inf_gen_options o = INF_GEN_OPTIONS_INIT;
+    o.max_tokens = 1;
+    o.temperature = 0.0f;
+    o.n_threads = threads;
+    inf_result res;
+    inf_error err = {0};
+    double t0 = now();
+    if (inf_generate(&res, m, NULL, prompt, QPROMPT, &o, &err)) {
+        fprintf(stderr, "infer_bench: %s\n", err.message);
+        return -1;
+    }
+    double dt = now() - t0;
+    inf_result_free(&res);
+    return QPROMPT / dt;
+}
+
+/* The same prompt the way inf_generate prefilled before: one inf_forward
+ * call a token (the classifier at every position), in a fresh state; -1 on
+ * error. */
+static double prefill_rate_per_token(const inf_model *m, const int *prompt, int threads)
+{
+    inf_state *st = NULL;
+    inf_error err = {0};
+    double rate = -1;
+    double t0 = now();
+    if (inf_state_new(&st, m, 1, QPROMPT, &err) || inf_state_set_threads(st, threads, &err)) {
+        fprintf(stderr, "infer_bench: %s\n", err.message);
+        goto done;
+    }
+    for (int pos = 0; pos < QPROMPT; pos++)
+        if (!inf_forward(st, 0, prompt[pos], pos, &err)) {
+            fprintf(stderr, "infer_bench: %s\n", err.message);
+            goto done;
+        }
+    rate = QPROMPT / (now() - t0);
+done:
+    inf_state_free(st);
+    return rate;
+}
+
+/* Prefill figures: chunked and per-token, 1 and 2 threads, interleaved run
+ * by run; medians of 3. Returns 0 or -1. */
+static int prefill_bench(const inf_model *m)
+{
+    int prompt[QPROMPT];
+    for (int i = 0; i < QPROMPT; i++)
+        prompt[i] = (int)((7919u * (unsigned)i + 13u) % QV);
+    double chunked[2][3], per_token[2][3];
+    for (int r = 0; r < 3; r++)
+        for (int t = 0; t < 2; t++)
+            if ((chunked[t][r] = prefill_rate(m, prompt, t + 1)) < 0 ||
+                (per_token[t][r] = prefill_rate_per_token(m, prompt, t + 1)) < 0)
+                return -1;
+    for (int t = 0; t < 2; t++) {
+        double c = median(chunked[t], 3), p = median(per_token[t], 3);
+        printf("  prefill of %d prompt tokens, %d thread%s: %.1f tokens/s in passes of "
+               "positions (inf_generate), %.1f tokens/s one token a pass: %.2fx\n",
+               QPROMPT, t + 1, t ? "s" : "", c, p, c / p);
+    }
+    return 0;
+}
+
+/* The Qwen-shaped section; only_prefill: just its prefill figures. */
+static int qwen_bench(bool only_prefill)
 {
     qwen_model q;
     inf_model *m = NULL;
@@ -473,11 +547,15 @@ static int qwen_bench(void)
     printf("Qwen2.5-0.5B-shaped random bf16 (dim 896, 24 layers, 14/2 heads, FFN 4864, vocab "
            "151936, tied): %.3f GB of weights, built in %.1f s\n",
            weight_gb, now() - t0);
+    inf_state *st[2] = {NULL, NULL};
+    int rc = 1;
+    if (only_prefill) {
+        rc = prefill_bench(m) ? 1 : 0;
+        goto done;
+    }
     /* Bandwidth and decode steps alone, interleaved round by round so both
      * see the same neighbours on a shared machine. */
     double bw[2][5], dec[2][5];
-    inf_state *st[2] = {NULL, NULL};
-    int rc = 1;
     for (int t = 0; t < 2; t++)
         if (inf_state_new(&st[t], m, 1, QSEQ, &err) ||
             inf_state_set_threads(st[t], t + 1, &err)) {
@@ -526,6 +604,8 @@ static int qwen_bench(void)
                    t ? "s" : "");
         }
     }
+    if (prefill_bench(m))
+        goto done;
     /* issue 7's floors */
     for (int t = 0; t < 2; t++) {
         double x = limit[t] / dec_med[t];
@@ -551,7 +631,9 @@ done:
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "qwen"))   /* only the Qwen-shaped section */
-        return qwen_bench();
+        return qwen_bench(false);
+    if (argc > 1 && !strcmp(argv[1], "prefill"))    /* only its prefill figures */
+        return qwen_bench(true);
     const char *data = getenv("ENVSRV_DATA");
     char model_path[4096], tok_path[4096];
     snprintf(model_path, sizeof model_path, "%s/models/stories260K/stories260K.bin",
@@ -608,7 +690,7 @@ int main(int argc, char **argv)
         }
     inf_model_free(big);
     free(arena);
-    if (qwen_bench())
+    if (qwen_bench(false))
         rc = 1;
 done:
     inf_tokenizer_free(t);

@@ -1,8 +1,11 @@
 /*
- * The forward pass: a Llama-family decoder step for a batch of sequences at
- * one position, written against the operations table (inference_int.h) so a
- * CUDA table can run the same code. Reads top to bottom like the model.
+ * The forward pass: a Llama-family decoder step for a batch of rows, written
+ * against the operations table (inference_int.h) so a CUDA table can run the
+ * same code. Reads top to bottom like the model. A batch is either several
+ * sequences at one position (decode) or consecutive positions of one
+ * sequence (prompt prefill); both are one pass over the weights.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,46 +133,63 @@ static void pool_free(pool *p)
 /* A KV cache larger than this is refused rather than attempted. */
 #define INF_MAX_STATE_BYTES (64ull << 30)
 
+/*
+ * Rows are the activations of one pass: a decode step has one row per
+ * sequence, a prompt pass one row per position, so the two counts are
+ * separate (a prefill state holds one sequence but many rows).
+ */
 struct inf_state {
     const inf_model *m;         /* borrowed */
     const inf__ops *ops;
     int n_seqs;
+    int n_rows;                 /* rows a pass may have, >= n_seqs */
     int max_len;
     float *key_cache;           /* (n_seqs, n_layers, max_len, kv_dim) */
     float *value_cache;         /* (n_seqs, n_layers, max_len, kv_dim) */
-    float *x;                   /* (n_seqs, dim) residual stream of the batch */
-    float *xb;                  /* (n_seqs, max(dim, q_dim)) normed input / attention output */
-    float *xb2;                 /* (n_seqs, dim) */
-    float *q;                   /* (n_seqs, q_dim) */
-    float *k;                   /* (n_seqs, kv_dim) */
-    float *v;                   /* (n_seqs, kv_dim) */
-    float *hb;                  /* (n_seqs, hidden_dim) */
-    float *hb2;                 /* (n_seqs, hidden_dim) */
+    float *x;                   /* (n_rows, dim) residual stream of the batch */
+    float *xb;                  /* (n_rows, max(dim, q_dim)) normed input / attention output */
+    float *xb2;                 /* (n_rows, dim) */
+    float *q;                   /* (n_rows, q_dim) */
+    float *k;                   /* (n_rows, kv_dim) */
+    float *v;                   /* (n_rows, kv_dim) */
+    float *hb;                  /* (n_rows, hidden_dim) */
+    float *hb2;                 /* (n_rows, hidden_dim) */
     float *att;                 /* (max_len,) attention scores of one head */
     float *wrow;                /* (4, max(dim, q_dim, hidden_dim)) weight rows as f32 */
     size_t wrow_len;
     pool *pool;                 /* row-parallel threads, or NULL */
-    float *logits;              /* (n_seqs, vocab_size) */
+    float *logits;              /* (n_seqs, vocab_size): a decode step has a row per
+                                   sequence, a prompt pass only its last row */
 };
 
 int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, inf_error *err)
+{
+    return inf__state_new(out, m, n_seqs, n_seqs, max_len, err);
+}
+
+int inf__state_new(inf_state **out, const inf_model *m, int n_seqs, int n_rows, int max_len,
+                   inf_error *err)
 {
     *out = NULL;
     const inf_config *c = &m->config;
     if (n_seqs < 1 || n_seqs > INF_MAX_SAMPLES)
         return inf__fail(err, INF_ELIMIT, "state: %d sequences is outside [1, %d]", n_seqs,
                          INF_MAX_SAMPLES);
+    if (n_rows < n_seqs || n_rows > INF_MAX_SAMPLES)
+        return inf__fail(err, INF_ELIMIT, "state: %d rows a pass is outside [%d, %d]", n_rows,
+                         n_seqs, INF_MAX_SAMPLES);
     if (max_len < 1 || max_len > c->seq_len)
         return inf__fail(err, INF_ELIMIT, "state: %d positions is outside the context [1, %d]",
                          max_len, c->seq_len);
-    size_t S = (size_t)n_seqs;
+    size_t S = (size_t)n_seqs, R = (size_t)n_rows;
     size_t q_dim = (size_t)c->n_heads * (size_t)c->head_dim;
     size_t kv_dim = (size_t)c->n_kv_heads * (size_t)c->head_dim;
     size_t wide = q_dim > (size_t)c->dim ? q_dim : (size_t)c->dim;
     size_t cache = S * (size_t)c->n_layers * (size_t)max_len * kv_dim;
     unsigned long long bytes =
-        (2ull * cache + S * (3 * (size_t)c->dim + wide + q_dim + 2 * kv_dim +
-                             2 * (size_t)c->hidden_dim + (size_t)c->vocab_size)) *
+        (2ull * cache +
+         R * (3 * (size_t)c->dim + wide + q_dim + 2 * kv_dim + 2 * (size_t)c->hidden_dim) +
+         S * (size_t)c->vocab_size) *
         sizeof(float);
     if (bytes > INF_MAX_STATE_BYTES)
         return inf__fail(err, INF_ELIMIT,
@@ -182,17 +202,18 @@ int inf_state_new(inf_state **out, const inf_model *m, int n_seqs, int max_len, 
     s->m = m;
     s->ops = &inf__ops_cpu;
     s->n_seqs = n_seqs;
+    s->n_rows = n_rows;
     s->max_len = max_len;
     s->key_cache = calloc(cache, sizeof(float));
     s->value_cache = calloc(cache, sizeof(float));
-    s->x = calloc(S * (size_t)c->dim, sizeof(float));
-    s->xb = calloc(S * wide, sizeof(float));
-    s->xb2 = calloc(S * (size_t)c->dim, sizeof(float));
-    s->q = calloc(S * q_dim, sizeof(float));
-    s->k = calloc(S * kv_dim, sizeof(float));
-    s->v = calloc(S * kv_dim, sizeof(float));
-    s->hb = calloc(S * (size_t)c->hidden_dim, sizeof(float));
-    s->hb2 = calloc(S * (size_t)c->hidden_dim, sizeof(float));
+    s->x = calloc(R * (size_t)c->dim, sizeof(float));
+    s->xb = calloc(R * wide, sizeof(float));
+    s->xb2 = calloc(R * (size_t)c->dim, sizeof(float));
+    s->q = calloc(R * q_dim, sizeof(float));
+    s->k = calloc(R * kv_dim, sizeof(float));
+    s->v = calloc(R * kv_dim, sizeof(float));
+    s->hb = calloc(R * (size_t)c->hidden_dim, sizeof(float));
+    s->hb2 = calloc(R * (size_t)c->hidden_dim, sizeof(float));
     s->att = calloc((size_t)max_len, sizeof(float));
     size_t widest = wide > (size_t)c->hidden_dim ? wide : (size_t)c->hidden_dim;
     s->wrow = calloc(4 * widest, sizeof(float));    /* the batched kernel converts 4 rows */
@@ -319,11 +340,46 @@ static float *cache_at(const inf_state *s, float *cache, int seq, int layer, int
                     (size_t)pos) * kv_dim;
 }
 
-void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b, int pos)
+/*
+ * The rows of one pass. Row i is token tokens[i] of sequence seqs[i] (or of
+ * `seq` for every row when seqs is NULL) at position pos + i * pos_step.
+ * Only the last n_logits rows get logits, into logits rows 0..n_logits-1.
+ */
+typedef struct pass {
+    const int *tokens;          /* (b,) */
+    const int *seqs;            /* (b,) or NULL */
+    int seq;
+    int b;
+    int pos;
+    int pos_step;               /* 0: every row at pos (decode); 1: a prompt chunk */
+    int n_logits;               /* 1..b */
+} pass;
+
+static int row_seq(const pass *p, int i)
+{
+    return p->seqs ? p->seqs[i] : p->seq;
+}
+
+static int row_pos(const pass *p, int i)
+{
+    return p->pos + i * p->pos_step;
+}
+
+/*
+ * One pass over the weights for all rows. Rows are independent except
+ * through the KV cache: row i writes its k/v at its position, then attends
+ * over positions 0..its own, so in a prompt chunk (rows in position order)
+ * row i sees what rows before it wrote in this very layer. Every kernel gives
+ * a row the same bits whatever else is in the pass, so a chunk of a prompt
+ * leaves exactly the logits and cache that running its tokens one at a time
+ * would.
+ */
+static void forward_pass(inf_state *s, const pass *p)
 {
     const inf_model *m = s->m;
     const inf_config *c = &m->config;
     const inf__ops *op = s->ops;
+    int b = p->b;
     int dim = c->dim, hd = c->head_dim, hidden = c->hidden_dim;
     int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
     int kv_mul = c->n_heads / c->n_kv_heads;
@@ -334,7 +390,7 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
     for (int i = 0; i < b; i++)
         inf_dtype_to_f32(s->x + (size_t)i * dim, m->w.tok_embeddings.type,
                          (const unsigned char *)m->w.tok_embeddings.data +
-                             (size_t)tokens[i] * emb_row,
+                             (size_t)p->tokens[i] * emb_row,
                          (size_t)dim);
 
     for (int l = 0; l < c->n_layers; l++) {
@@ -347,7 +403,9 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
         matmul(s, s->k, s->xb, L->wk, L->bk, b, dim, kv_dim);
         matmul(s, s->v, s->xb, L->wv, L->bv, b, dim, kv_dim);
 
+        /* in row order: a row's k/v are in the cache before later rows attend */
         for (int i = 0; i < b; i++) {
+            int pos = row_pos(p, i);
             float *q = s->q + (size_t)i * q_dim;
             float *k = s->k + (size_t)i * kv_dim;
             /* Qwen3: RMSNorm over each head of q and k */
@@ -361,8 +419,8 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
             op->rope(q, c->n_heads, hd, pos, m->rope_inv_freq, c->rope_style);
             op->rope(k, c->n_kv_heads, hd, pos, m->rope_inv_freq, c->rope_style);
             /* append k, v to this sequence's cache */
-            float *kc = cache_at(s, s->key_cache, seqs[i], l, 0);
-            float *vc = cache_at(s, s->value_cache, seqs[i], l, 0);
+            float *kc = cache_at(s, s->key_cache, row_seq(p, i), l, 0);
+            float *vc = cache_at(s, s->value_cache, row_seq(p, i), l, 0);
             memcpy(kc + (size_t)pos * kv_dim, k, (size_t)kv_dim * sizeof(float));
             memcpy(vc + (size_t)pos * kv_dim, s->v + (size_t)i * kv_dim,
                    (size_t)kv_dim * sizeof(float));
@@ -391,10 +449,32 @@ void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b,
             op->add(s->x + (size_t)i * dim, s->xb + (size_t)i * dim, dim);
     }
 
-    /* final norm and classifier */
-    for (int i = 0; i < b; i++)
-        op->rmsnorm(s->x + (size_t)i * dim, s->x + (size_t)i * dim, m->w.final_norm, dim, eps);
-    matmul(s, s->logits, s->x, m->w.classifier, NULL, b, dim, c->vocab_size);
+    /* final norm and classifier, for the rows that want logits: in a prompt
+     * only the last position's are used, and the classifier (vocab x dim) is
+     * the largest matmul of the model */
+    float *x = s->x + (size_t)(b - p->n_logits) * dim;
+    for (int i = 0; i < p->n_logits; i++)
+        op->rmsnorm(x + (size_t)i * dim, x + (size_t)i * dim, m->w.final_norm, dim, eps);
+    matmul(s, s->logits, x, m->w.classifier, NULL, p->n_logits, dim, c->vocab_size);
+}
+
+void inf__forward_batch(inf_state *s, const int *seqs, const int *tokens, int b, int pos)
+{
+    assert(b >= 1 && b <= s->n_seqs);
+    pass p = {.tokens = tokens, .seqs = seqs, .b = b, .pos = pos, .pos_step = 0, .n_logits = b};
+    forward_pass(s, &p);
+}
+
+void inf__forward_prompt(inf_state *s, int seq, const int *tokens, int n, int pos)
+{
+    assert(n >= 1 && seq >= 0 && seq < s->n_seqs && pos >= 0 && pos + n <= s->max_len);
+    for (int done = 0; done < n;) {
+        int b = n - done < s->n_rows ? n - done : s->n_rows;
+        pass p = {.tokens = tokens + done, .seq = seq, .b = b, .pos = pos + done,
+                  .pos_step = 1, .n_logits = 1};
+        forward_pass(s, &p);
+        done += b;
+    }
 }
 
 const float *inf__state_logits(const inf_state *s, int i)
@@ -412,6 +492,11 @@ void inf__state_copy_kv(inf_state *dst, int dst_seq, const inf_state *src, int s
         memcpy(cache_at(dst, dst->value_cache, dst_seq, l, 0),
                cache_at(src, src->value_cache, src_seq, l, 0), row);
     }
+}
+
+const float *inf__state_cache(const inf_state *s, bool values, int seq, int layer)
+{
+    return cache_at(s, values ? s->value_cache : s->key_cache, seq, layer, 0);
 }
 
 const float *inf_forward(inf_state *s, int seq, int token, int pos, inf_error *err)

@@ -1,9 +1,10 @@
 /*
  * Generation: one prompt x n samples.
  *
- * The prompt is run once in a one-sequence state; its KV cache is then copied
- * into every sample's sequence and the logits of its last position give every
- * sample's first token. The samples are split into n_threads contiguous
+ * The prompt is run once in a one-sequence state, INF__PREFILL_ROWS positions
+ * a forward pass (bit-identical to one at a time); its KV cache is then
+ * copied into every sample's sequence and the logits of its last position
+ * give every sample's first token. The samples are split into n_threads contiguous
  * groups; each thread owns a state for its group and advances its live
  * samples together, one batched step per position, until each one ends
  * (eos, a stop string, max_tokens or the context). Threads share nothing but
@@ -312,14 +313,13 @@ int inf_generate(inf_result *out, const inf_model *m, const inf_tokenizer *tok, 
             max_stop = stop_lens[k];
     }
 
-    /* prefill: the prompt once */
+    /* prefill: the prompt once, many positions a pass */
     int max_len = np + max_new - 1;
-    if ((rc = inf_state_new(&pre, m, 1, max_len, err)) != 0 ||
+    int rows = np < INF__PREFILL_ROWS ? np : INF__PREFILL_ROWS;
+    if ((rc = inf__state_new(&pre, m, 1, rows, max_len, err)) != 0 ||
         (rc = inf_state_set_threads(pre, o->n_threads, err)) != 0)
         goto done;
-    int seq0 = 0;
-    for (int pos = 0; pos < np; pos++)
-        inf__forward_batch(pre, &seq0, &prompt[pos], 1, pos);
+    inf__forward_prompt(pre, 0, prompt, np, 0);
     memcpy(first_logits, inf__state_logits(pre, 0), (size_t)c->vocab_size * sizeof(float));
 
     gen_job job = {
