@@ -77,6 +77,27 @@ static int text_append(inf_sample *s, size_t *cap, const char *p, size_t n, inf_
     return 0;
 }
 
+/* ids (k,) and logprobs (k,) of the k largest logits, largest first, lower
+ * id first on ties: one pass keeping a sorted list (k <= 20, so inserting
+ * costs little next to the vocabulary-sized pass). */
+static void top_logprobs(int *ids, float *lps, int k, const float *logits, int n, double lse)
+{
+    int have = 0;
+    for (int i = 0; i < n; i++) {
+        float v = logits[i];
+        if (have == k && !(v > logits[ids[k - 1]]))
+            continue;   /* equal values keep the lower id, which came first */
+        int at = have < k ? have++ : k - 1;
+        while (at > 0 && v > logits[ids[at - 1]]) {
+            ids[at] = ids[at - 1];
+            at--;
+        }
+        ids[at] = i;
+    }
+    for (int r = 0; r < k; r++)
+        lps[r] = (float)((double)logits[ids[r]] - lse);
+}
+
 /*
  * Picks sample `j`'s token for step `step` from `logits`, records it with its
  * logprob, and decides whether the sample is finished. Returns 1 when it is,
@@ -95,6 +116,10 @@ static int take_step(gen_worker *w, int j, int step, const float *logits, double
     int prev = s->n_tokens ? s->tokens[s->n_tokens - 1] : job->last_prompt_token;
     s->tokens[s->n_tokens] = tok;
     s->logprobs[s->n_tokens] = (float)((double)logits[tok] - lse);
+    if (s->n_top)
+        top_logprobs(s->top_ids + s->n_tokens * (size_t)s->n_top,
+                     s->top_logprobs + s->n_tokens * (size_t)s->n_top, s->n_top, logits,
+                     c->vocab_size, lse);
     s->n_tokens++;
 
     if (!o->ignore_eos)
@@ -224,6 +249,9 @@ static int check_options(const inf_model *m, const inf_tokenizer *tok, const int
     if (o->n_threads < 1 || o->n_threads > INF_MAX_THREADS)
         return inf__fail(err, INF_EINVALID, "generate: n_threads %d is outside [1, %d]",
                          o->n_threads, INF_MAX_THREADS);
+    if (o->top_logprobs < 0 || o->top_logprobs > INF_MAX_TOP_LOGPROBS)
+        return inf__fail(err, INF_EINVALID, "generate: top_logprobs %d is outside [0, %d]",
+                         o->top_logprobs, INF_MAX_TOP_LOGPROBS);
     if (o->n_stop > INF_MAX_STOPS)
         return inf__fail(err, INF_ELIMIT, "generate: %zu stop strings, at most %d", o->n_stop,
                          INF_MAX_STOPS);
@@ -255,6 +283,8 @@ void inf_result_free(inf_result *r)
         free(r->samples[i].tokens);
         free(r->samples[i].logprobs);
         free(r->samples[i].text);
+        free(r->samples[i].top_ids);
+        free(r->samples[i].top_logprobs);
     }
     free(r->samples);
     memset(r, 0, sizeof *r);
@@ -280,10 +310,13 @@ int inf_generate(inf_result *out, const inf_model *m, const inf_tokenizer *tok, 
     int np = (int)n_prompt;
     int max_new = o->max_tokens < c->seq_len - np ? o->max_tokens : c->seq_len - np;
     int n = o->n_samples;
-    if ((uint64_t)n * (uint64_t)max_new > MAX_RESULT_TOKENS)
+    /* Each top logprob costs what a token does (an id and a float). */
+    int n_top = o->top_logprobs < c->vocab_size ? o->top_logprobs : c->vocab_size;
+    if ((uint64_t)n * (uint64_t)max_new * (uint64_t)(1 + n_top) > MAX_RESULT_TOKENS)
         return inf__fail(err, INF_ELIMIT,
-                         "generate: %d samples x %d tokens is over the limit of %llu tokens", n,
-                         max_new, (unsigned long long)MAX_RESULT_TOKENS);
+                         "generate: %d samples x %d tokens%s is over the limit of %llu tokens", n,
+                         max_new, n_top ? " with their top logprobs" : "",
+                         (unsigned long long)MAX_RESULT_TOKENS);
 
     rc = INF_ENOMEM;
     res.n_samples = (size_t)n;
@@ -301,7 +334,13 @@ int inf_generate(inf_result *out, const inf_model *m, const inf_tokenizer *tok, 
         res.samples[j].stop_index = -1;
         if (tok)
             res.samples[j].text = calloc(1, 1);
-        if (!res.samples[j].tokens || !res.samples[j].logprobs || (tok && !res.samples[j].text)) {
+        if (n_top) {
+            res.samples[j].n_top = n_top;
+            res.samples[j].top_ids = malloc((size_t)max_new * (size_t)n_top * sizeof(int));
+            res.samples[j].top_logprobs = malloc((size_t)max_new * (size_t)n_top * sizeof(float));
+        }
+        if (!res.samples[j].tokens || !res.samples[j].logprobs || (tok && !res.samples[j].text) ||
+            (n_top && (!res.samples[j].top_ids || !res.samples[j].top_logprobs))) {
             inf__fail(err, rc, "generate: out of memory for %d samples of %d tokens", n, max_new);
             goto done;
         }

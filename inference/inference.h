@@ -395,6 +395,7 @@ const char *inf_finish_name(inf_finish f);
 
 #define INF_MAX_SAMPLES   4096
 #define INF_MAX_STOPS     16
+#define INF_MAX_TOP_LOGPROBS 20
 
 typedef struct inf_gen_options {
     int n_samples;          /* samples of the prompt, 1..INF_MAX_SAMPLES */
@@ -410,6 +411,8 @@ typedef struct inf_gen_options {
     size_t n_stop;
     bool ignore_eos;        /* do not end samples at the model's EOS tokens */
     int n_threads;          /* worker threads, >= 1; results do not depend on it */
+    int top_logprobs;       /* 0..INF_MAX_TOP_LOGPROBS: also record, at each step, the
+                               most likely tokens and their logprobs (as `logprobs`) */
 } inf_gen_options;
 
 #define INF_GEN_OPTIONS_INIT                                                               \
@@ -427,6 +430,12 @@ typedef struct inf_sample {
     size_t text_len;
     inf_finish finish;
     int stop_index;         /* which stop string matched, or -1 */
+    /* With opts.top_logprobs = k > 0: (n_tokens * k), step i's k most likely
+     * tokens at [i*k, i*k + k), most likely first, lower id first on ties,
+     * with their logprobs (as `logprobs`); NULL otherwise. */
+    int *top_ids;
+    float *top_logprobs;
+    int n_top;              /* k: opts.top_logprobs, or the vocabulary size if smaller */
 } inf_sample;
 
 typedef struct inf_result {

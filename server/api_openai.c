@@ -9,8 +9,8 @@
  * Supported request fields are listed in docs/api.md; a field envsrv cannot
  * honour (stream, echo, best_of, logit_bias, ...) is a 400, never silently
  * ignored. Errors use OpenAI's shape {"error": {"message", "type", "param",
- * "code"}}. Logprobs are the chosen tokens' only: top_logprobs lists the
- * chosen token alone, whatever was asked (documented). Sampling is
+ * "code"}}. Logprobs, top ones included, are those of the model's unmodified
+ * temperature-1 distribution (as vLLM reports them). Sampling is
  * deterministic: a request without a seed uses seed 0.
  */
 #include <stdarg.h>
@@ -209,17 +209,27 @@ static json_t *piece_json(const inf_tokenizer *tok, int prev, int id, int as_ids
 }
 
 /* The completions logprobs object: tokens, token_logprobs, top_logprobs
- * (the chosen token only), text_offset (from the start of the prompt text). */
+ * (the sample's n_top most likely tokens, plus the chosen one when it is not
+ * among them, as vLLM answers), text_offset (from the start of the prompt
+ * text). */
 static json_t *completion_logprobs(const inf_tokenizer *tok, const inf_sample *s, int last_prompt, size_t offset,
                                    int as_ids)
 {
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     int prev = last_prompt;
     for (size_t i = 0; i < s->n_tokens; i++) {
-        size_t len = 0;
+        size_t len = 0, alt_len;
         json_t *piece = piece_json(tok, prev, s->tokens[i], as_ids, &len);
         json_t *top = json_object();
-        if (piece && top)
+        for (int r = 0; top && r < s->n_top; r++) {
+            json_t *alt = piece_json(tok, prev, s->top_ids[i * (size_t)s->n_top + (size_t)r], as_ids, &alt_len);
+            /* Tokens of the same text share a key: the likelier one stays. */
+            if (alt && !json_object_get(top, json_string_value(alt)))
+                json_object_set_new(top, json_string_value(alt),
+                                    json_real(s->top_logprobs[i * (size_t)s->n_top + (size_t)r]));
+            json_decref(alt);
+        }
+        if (piece && top && !json_object_get(top, json_string_value(piece)))
             json_object_set_new(top, json_string_value(piece), json_real(s->logprobs[i]));
         json_array_append_new(tokens, piece);
         json_array_append_new(lps, json_real(s->logprobs[i]));
@@ -322,6 +332,8 @@ void srv__api_completions(srv__response *resp, srv__request *req)
         BAD(resp, "return_tokens_as_token_ids", "field 'return_tokens_as_token_ids' must be a boolean");
         goto done;
     }
+    if (json_is_integer(lp))
+        p.opts.top_logprobs = (int)json_integer_value(lp);
     inf_error ierr = { 0 };
     if (completion_prompt(&ids, &n_ids, resp, b, json_object_get(body, "prompt")) != 0 ||
         run_model(&res, resp, srv, ids, n_ids, &p.opts) != 0)
@@ -376,23 +388,35 @@ static int check_messages(srv__response *resp, const json_t *msgs)
     return 0;
 }
 
-/* The chat logprobs object: {"content": [{token, logprob, bytes, top_logprobs}]}. */
+/* One token of chat logprobs: {token, logprob, bytes}. */
+static json_t *chat_token(const inf_tokenizer *tok, int prev, int id, float logprob)
+{
+    size_t len = 0;
+    const char *p = inf_tokenizer_piece(tok, prev, id, &len);
+    json_t *token = piece_json(tok, prev, id, 0, &len);
+    json_t *bytes = json_array();
+    for (size_t k = 0; p && bytes && k < len; k++)
+        json_array_append_new(bytes, json_integer((unsigned char)p[k]));
+    return json_pack("{s:o, s:f, s:o}", "token", token, "logprob", (double)logprob, "bytes", bytes);
+}
+
+/* The chat logprobs object: {"content": [{token, logprob, bytes,
+ * top_logprobs: the sample's n_top most likely tokens}]}. */
 static json_t *chat_logprobs(const inf_tokenizer *tok, const inf_sample *s, int last_prompt)
 {
     json_t *content = json_array();
     int prev = last_prompt;
     for (size_t i = 0; content && i < s->n_tokens; i++) {
-        size_t len = 0;
-        const char *p = inf_tokenizer_piece(tok, prev, s->tokens[i], &len);
-        json_t *token = piece_json(tok, prev, s->tokens[i], 0, &len);
-        json_t *bytes = json_array();
-        for (size_t k = 0; p && bytes && k < len; k++)
-            json_array_append_new(bytes, json_integer((unsigned char)p[k]));
-        json_t *entry = json_pack("{s:o, s:f, s:o}", "token", token, "logprob", (double)s->logprobs[i], "bytes",
-                                  bytes);
-        json_t *top = entry ? json_deep_copy(entry) : NULL;
-        if (entry && top)
-            json_object_set_new(entry, "top_logprobs", json_pack("[o]", top));
+        json_t *entry = chat_token(tok, prev, s->tokens[i], s->logprobs[i]);
+        json_t *tops = json_array();
+        for (int r = 0; tops && r < s->n_top; r++) {
+            size_t at = i * (size_t)s->n_top + (size_t)r;
+            json_array_append_new(tops, chat_token(tok, prev, s->top_ids[at], s->top_logprobs[at]));
+        }
+        if (entry)
+            json_object_set_new(entry, "top_logprobs", tops);
+        else
+            json_decref(tops);
         json_array_append_new(content, entry);
         prev = s->tokens[i];
     }
@@ -428,6 +452,12 @@ void srv__api_chat_completions(srv__response *resp, srv__request *req)
         BAD(resp, "top_logprobs", "field 'top_logprobs' must be an integer from 0 to 20");
         goto done;
     }
+    if (json_is_integer(top) && !json_is_true(lp)) {
+        BAD(resp, "top_logprobs", "field 'top_logprobs' needs 'logprobs': true");
+        goto done;
+    }
+    if (json_is_integer(top))
+        p.opts.top_logprobs = (int)json_integer_value(top);
     if (srv__messages_from_json(&cm, &n_cm, msgs) != 0) {
         openai_error(resp, 500, "server_error", NULL, NULL, "out of memory");
         goto done;

@@ -348,6 +348,82 @@ static void test_inference_stories260k__logprobs(void **state)
     unload(&f);
 }
 
+/* Reference for the top logprobs: ids of the k largest logits (n,), largest
+ * first, lower id first on ties, by repeated scans (slow and obvious). */
+static void top_by_scan(int *ids, const float *logits, int n, int k)
+{
+    for (int r = 0; r < k; r++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            int taken = 0;
+            for (int q = 0; q < r; q++)
+                taken |= ids[q] == i;
+            if (!taken && (best < 0 || logits[i] > logits[best]))
+                best = i;
+        }
+        ids[r] = best;
+    }
+}
+
+/* top_logprobs: at every step, the k most likely tokens of the temperature-1
+ * distribution with the bits inf_logprobs gives, recomputed one token at a
+ * time; asking for them changes no sampled token or logprob. */
+static void test_inference_stories260k__top_logprobs(void **state)
+{
+    NEED_DATA();
+    fixture f;
+    load(&f);
+    const inf_config *c = inf_model_config(f.m);
+    enum { K = 6, STEPS = 30 };
+    static const int prompt[] = {1, 403, 407, 261, 378};
+    inf_gen_options o = INF_GEN_OPTIONS_INIT;
+    o.n_samples = 2;
+    o.max_tokens = STEPS;
+    o.seed = 3;
+    o.ignore_eos = true;
+    inf_result plain, top;
+    gen(&plain, &f, &o);
+    o.top_logprobs = K;
+    gen(&top, &f, &o);
+    float *lp = malloc((size_t)c->vocab_size * sizeof *lp);
+    assert_non_null(lp);
+    for (int j = 0; j < 2; j++) {
+        const inf_sample *s = &top.samples[j];
+        assert_int_equal(s->n_top, K);
+        assert_int_equal(s->n_tokens, STEPS);
+        assert_memory_equal(s->tokens, plain.samples[j].tokens, STEPS * sizeof(int));
+        assert_memory_equal(s->logprobs, plain.samples[j].logprobs, STEPS * sizeof(float));
+        assert_null(plain.samples[j].top_ids);
+        inf_state *st;
+        inf_error err = {0};
+        assert_int_equal(inf_state_new(&st, f.m, 1, 5 + STEPS, &err), 0);
+        const float *logits = NULL;
+        for (int pos = 0; pos < 5; pos++)
+            logits = inf_forward(st, 0, prompt[pos], pos, &err);
+        for (int i = 0; i < STEPS; i++) {
+            assert_non_null(logits);
+            inf_logprobs(lp, logits, c->vocab_size);
+            int want[K];
+            top_by_scan(want, logits, c->vocab_size, K);
+            assert_memory_equal(s->top_ids + i * K, want, sizeof want);
+            for (int r = 0; r < K; r++)
+                assert_memory_equal(&s->top_logprobs[i * K + r], &lp[want[r]], sizeof(float));
+            assert_true(s->top_logprobs[i * K] >= s->logprobs[i]);
+            logits = inf_forward(st, 0, s->tokens[i], 5 + i, &err);
+        }
+        inf_state_free(st);
+    }
+    /* More than 20 is refused. */
+    inf_result_free(&top);
+    o.top_logprobs = INF_MAX_TOP_LOGPROBS + 1;
+    inf_error err = {0};
+    assert_int_equal(inf_generate(&top, f.m, f.t, prompt, 5, &o, &err), INF_EINVALID);
+    assert_non_null(strstr(err.message, "top_logprobs"));
+    free(lp);
+    inf_result_free(&plain);
+    unload(&f);
+}
+
 static void test_inference_stories260k__stop_and_finish(void **state)
 {
     NEED_DATA();
@@ -543,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_inference_stories260k__sampling_determinism),
         cmocka_unit_test(test_inference_stories260k__top_k1_is_greedy),
         cmocka_unit_test(test_inference_stories260k__logprobs),
+        cmocka_unit_test(test_inference_stories260k__top_logprobs),
         cmocka_unit_test(test_inference_stories260k__stop_and_finish),
         cmocka_unit_test(test_inference_stories260k__bad_options),
         cmocka_unit_test(test_inference_stories260k__corrupt_checkpoints),

@@ -127,6 +127,25 @@ static void test_generate_http_completions__greedy_matches_cli(void **state)
                      json_integer_value(json_object_get(usage, "prompt_tokens")) + (json_int_t)n);
     json_decref(j);
 
+    /* logprobs: 3 gives the three likeliest tokens at each step, the greedy
+     * choice first among them. */
+    j = post(200, "/v1/completions", "{\"prompt\": \"Once upon a time\", \"max_tokens\": 8, \"temperature\": 0, "
+                                     "\"logprobs\": 3}");
+    lp = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs");
+    assert_int_equal(json_array_size(json_object_get(lp, "top_logprobs")), 8);
+    for (size_t i = 0; i < 8; i++) {
+        json_t *top = json_array_get(json_object_get(lp, "top_logprobs"), i);
+        const char *chosen = json_string_value(json_array_get(json_object_get(lp, "tokens"), i));
+        double chosen_lp = json_number_value(json_array_get(json_object_get(lp, "token_logprobs"), i));
+        assert_true(json_object_size(top) >= 2 && json_object_size(top) <= 3);  /* pieces may coincide */
+        assert_true(json_number_value(json_object_get(top, chosen)) == chosen_lp);
+        const char *key;
+        json_t *v;
+        json_object_foreach(top, key, v)
+            assert_true(json_number_value(v) <= chosen_lp);   /* greedy: the likeliest */
+    }
+    json_decref(j);
+
     /* vLLM's return_tokens_as_token_ids: logprobs name tokens by id. */
     j = post(200, "/v1/completions", "{\"prompt\": \"Lily\", \"max_tokens\": 10, \"temperature\": 0, "
                                      "\"logprobs\": 0, \"return_tokens_as_token_ids\": true}");
@@ -192,6 +211,29 @@ static void test_generate_http_chat__messages_and_logprobs(void **state)
         }
     }
     assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "usage"), "completion_tokens")), total);
+    json_decref(j);
+
+    /* top_logprobs: 4 alternatives per token, likeliest first; greedy picks the first. */
+    j = post(200, "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"Once\"}], "
+                                          "\"max_tokens\": 6, \"temperature\": 0, \"logprobs\": true, "
+                                          "\"top_logprobs\": 4}");
+    json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs"),
+                                      "content");
+    assert_int_equal(json_array_size(content), 6);
+    for (size_t k = 0; k < 6; k++) {
+        json_t *e = json_array_get(content, k), *tops = json_object_get(e, "top_logprobs");
+        assert_int_equal(json_array_size(tops), 4);
+        assert_true(json_equal(json_object_get(json_array_get(tops, 0), "bytes"), json_object_get(e, "bytes")));
+        assert_true(json_number_value(json_object_get(json_array_get(tops, 0), "logprob")) ==
+                    json_number_value(json_object_get(e, "logprob")));
+        for (size_t r = 1; r < 4; r++)
+            assert_true(json_number_value(json_object_get(json_array_get(tops, r), "logprob")) <=
+                        json_number_value(json_object_get(json_array_get(tops, r - 1), "logprob")));
+    }
+    json_decref(j);
+    j = post(400, "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"Once\"}], "
+                                          "\"top_logprobs\": 2}");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "param")), "top_logprobs");
     json_decref(j);
 
     int status = 0;
