@@ -7,7 +7,10 @@
  *   module.c   the `envsrv` table Lua code sees (verify, json)
  *   convert.c  JSON <-> Lua values, bounded in depth
  *   dataset.c  files (embedded or on disk), JSONL, data overrides, hashing
- *   lenv.c     the public lenv_* functions: definitions, pool, items, scoring
+ *   lenv.c     the pool, lenv_open/lenv_free, accessors, sampling
+ *   lenv_def.c the definition table: checks, function refs, fields
+ *   lenv_data.c datasets: split files, joins, the dataset hash, the id index
+ *   lenv_call.c calls into env code for an item: views, scoring, episodes
  *   generate.c procedural environments: item ids, generate(), lenv_item_get
  *   challenge.c beacon-seeded challenges (HMAC-SHA256)
  *   curriculum.c adaptive difficulty per environment
@@ -22,6 +25,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 
 #include <git2.h>
 #include <jansson.h>
@@ -213,15 +217,14 @@ int lenv__sha256_add(lenv__sha256 *h, const void *data, size_t len);
 int lenv__sha256_hex16(lenv__sha256 *h, char out[17]);
 void lenv__sha256_free(lenv__sha256 *h);
 
-/* ---- lenv.c, for generate.c / challenge.c / curriculum.c --------------------- */
+/* ---- lenv.c --------------------------------------------------------------------- */
+
+/* Longest env and split name (definition field 'name', built-in names). */
+#define LENV__MAX_NAME 64
 
 /* The pool: acquire blocks until a state is idle; release gives it back. */
 lenv__state *lenv__acquire(lenv_env *env);
 void lenv__release(lenv_env *env, lenv__state *st);
-
-/* Item views of n items (lenv_item_view for each), as one new JSON array. */
-int lenv__views(json_t **out, lenv_env *env, const json_t *const *items, size_t n,
-                int include_answer, lenv_error *err);
 
 /* 1 when env is procedural (its definition has generate()); then *min and
  * *max (either may be NULL) are its difficulty levels. */
@@ -230,6 +233,55 @@ int lenv__levels(const lenv_env *env, int *min, int *max);
 /* The env's curriculum slot (owned by env; NULL for dataset envs). */
 typedef struct lenv__curriculum lenv__curriculum;
 lenv__curriculum **lenv__curriculum_slot(lenv_env *env);
+
+/* ---- lenv_def.c ------------------------------------------------------------------ */
+
+/* What a definition says, filled by lenv__def_impl. Owned by its caller (on
+ * the stack of lenv_open); the strings and JSON values are owned by it until
+ * lenv_open takes them, and lenv__def_clear frees what is left. */
+typedef struct lenv__def {
+    lenv__state *st;        /* borrowed: the state whose definition is read */
+    int first;              /* extract the fields below (only from the first state) */
+    char *name, *description, *default_split, *id_field;
+    char *files_pattern, *join_dir, *join_key; /* data_format; NULL when absent */
+    json_t *params;
+    json_t *dataset;        /* object split -> relative path */
+    int long_running;
+    int multi_turn;
+    lenv_limits limits;
+    int generated, level_min, level_max;
+} lenv__def;
+
+/* Validates the definition table of c->st and takes refs to its functions;
+ * with c->first, also fills c. Run through lenv__state_pcall with the
+ * lenv__def as its context. [-1, +0, e] */
+int lenv__def_impl(lua_State *L);
+
+/* Frees what c owns and zeroes it. */
+void lenv__def_clear(lenv__def *c);
+
+/* 1 when s is a valid env or split name: [a-z0-9_.-]+, at most LENV__MAX_NAME. */
+int lenv__valid_name(const char *s);
+
+/* ---- lenv_data.c ----------------------------------------------------------------- */
+
+/* Loads env's dataset: the --data overrides of opts, or else the definition's
+ * own splits (def->dataset, beside env->source; among the built-in files when
+ * `embedded`). Fills env->splits, n_splits, by_id and dataset_hash (owned by
+ * env, freed by lenv_free even after a failure). Returns 0 or LENV_E*. */
+int lenv__load_data(lenv_env *env, const lenv_options *opts, const lenv__def *def, int embedded,
+                    lenv_error *err);
+
+/* ---- lenv_call.c ----------------------------------------------------------------- */
+
+/* Item views of n items (lenv_item_view for each), as one new JSON array. */
+int lenv__views(json_t **out, lenv_env *env, const json_t *const *items, size_t n,
+                int include_answer, lenv_error *err);
+
+/* json_object_set_new / json_array_append_new that raise ENOMEM instead of
+ * failing quietly. They take v (a new reference, NULL allowed) in every case. [-0, +0, e] */
+void lenv__set_new(lua_State *L, json_t *obj, const char *key, json_t *v);
+void lenv__append_new(lua_State *L, json_t *arr, json_t *v);
 
 /* ---- generate.c --------------------------------------------------------------- */
 
@@ -324,5 +376,46 @@ const lenv__lock_entry *lenv__lock_find(const lenv_lock *lock, const char *url, 
 
 /* The file the lock was read from (for messages). Borrowed. */
 const char *lenv__lock_file(const lenv_lock *lock);
+
+/* ---- the env, shared by lenv.c, lenv_data.c and lenv_call.c ---------------------- */
+
+/* One split of a dataset env. Owned by the env. */
+typedef struct lenv__split {
+    char *name;    /* owned */
+    json_t *items; /* owned: array of records, each with its "id" */
+} lenv__split;
+
+/* An open environment (opaque in lenv.h). Built by lenv_open, with its
+ * dataset filled in by lenv__load_data; read-only afterwards except for the
+ * pool's free list (under mu) and the curriculum (which has its own lock). */
+struct lenv_env {
+    char *name;           /* owned */
+    char *description;    /* owned */
+    char *source;         /* owned: the file as shown in errors */
+    char *default_split;  /* owned; NULL when the definition names none */
+    char version[64];     /* 16 hex, then "+git.<commit12>.<sha12>" for git envs */
+    char dataset_hash[17];
+    uint64_t seed;        /* the version as a number: the root of every call's seed */
+    int multi_turn;
+    int long_running;     /* the definition's long_running: its calls may take seconds */
+    lenv_limits limits;
+    json_t *params;       /* owned: object */
+    lenv__split *splits;  /* owned; sorted by name */
+    size_t n_splits;
+    json_t *by_id;        /* owned: id -> record (references into splits) */
+    int generated;        /* procedural: items come from generate(), levels below */
+    int level_min, level_max;
+    lenv__curriculum *curriculum; /* owned; procedural envs only */
+    lenv_git_ref *git_ref;  /* owned; where a git env came from, else NULL */
+    lenv__gitcfg git;       /* owned: envsrv.git's cache settings */
+
+    lenv__state *states;  /* owned: n_states of them */
+    size_t n_states;
+    size_t *free_states;  /* owned: stack of indexes of idle states */
+    size_t n_free;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sync_ready;
+};
 
 #endif

@@ -10,7 +10,7 @@
  * {"name", "description", "parameters"}}.
  *
  * In a multi-turn episode, when the assistant's action holds tool calls,
- * lenv.c hands it here instead of to the env's step(): each call is checked
+ * lenv_call.c hands it here instead of to the env's step(): each call is checked
  * against its tool's schema and run, and becomes one `tool` message. What a
  * model gets wrong — an unknown tool, arguments that break the schema, a
  * Lua error in the tool, a tool that runs past its instruction budget,
@@ -40,18 +40,6 @@ static int valid_tool_name(const char *s)
             return 0;
     }
     return 1;
-}
-
-static void set_new(lua_State *L, json_t *obj, const char *key, json_t *v)
-{
-    if (v == NULL || json_object_set_new(obj, key, v) != 0)
-        lenv__raise(L, LENV_ENOMEM, 0, "out of memory");
-}
-
-static void append_new(lua_State *L, json_t *arr, json_t *v)
-{
-    if (v == NULL || json_array_append_new(arr, v) != 0)
-        lenv__raise(L, LENV_ENOMEM, 0, "out of memory");
 }
 
 /* One declared tool at the top of the stack: checks its fields and appends
@@ -89,7 +77,7 @@ static void load_one(lua_State *L, lenv__state *st, int i, int index)
 
     json_t *doc = json_pack("{s:s, s:{s:s, s:s}}", "type", "function", "function", "name", name,
                             "description", desc);
-    append_new(L, st->tool_docs, doc);
+    lenv__append_new(L, st->tool_docs, doc);
     json_t *params;
     char err[160];
     if (lua_getfield(L, tool, "parameters") == LUA_TNIL) {
@@ -106,7 +94,7 @@ static void load_one(lua_State *L, lenv__state *st, int i, int index)
                         "keys (a JSON Schema)", i);
         }
     }
-    set_new(L, json_object_get(doc, "function"), "parameters", params);
+    lenv__set_new(L, json_object_get(doc, "function"), "parameters", params);
     lua_pop(L, 1);
 
     lua_pushinteger(L, i);
@@ -180,9 +168,9 @@ static void tool_error(lua_State *L, json_t *msg, json_t *rec, const char *text)
 {
     char content[600];
     snprintf(content, sizeof content, "error: %s", text);
-    set_new(L, msg, "content", json_string(content));
-    set_new(L, rec, "ok", json_false());
-    set_new(L, rec, "error", json_string(text));
+    lenv__set_new(L, msg, "content", json_string(content));
+    lenv__set_new(L, rec, "ok", json_false());
+    lenv__set_new(L, rec, "error", json_string(text));
 }
 
 /* A Lua error message without the "envs/x.lua:12: " in front: the model
@@ -205,7 +193,7 @@ static void check_args(lua_State *L, const json_t *schema, const json_t *args, j
                        char *line, size_t cap)
 {
     json_t *viol = json_array();
-    set_new(L, rec, "violations", viol); /* held by rec from here on */
+    lenv__set_new(L, rec, "violations", viol); /* held by rec from here on */
     int n = vf_schema_validate(viol, args, schema, MAX_VIOLATIONS);
     if (n < 0)
         lenv__raise(L, LENV_ENOMEM, 0, "out of memory");
@@ -314,8 +302,8 @@ static void run_one(lua_State *L, lenv__state *st, int index, int state, json_t 
         free(text);
     }
     lua_pop(L, 1);
-    set_new(L, msg, "content", content);
-    set_new(L, rec, "ok", json_true());
+    lenv__set_new(L, msg, "content", content);
+    lenv__set_new(L, rec, "ok", json_true());
 }
 
 int lenv__tools_run(lua_State *L, lenv__state *st, int state, const char *action, size_t len,
@@ -331,11 +319,11 @@ int lenv__tools_run(lua_State *L, lenv__state *st, int state, const char *action
     char id[48];
     if (rc != 0) {
         json_t *msg = json_object(), *rec = json_object();
-        append_new(L, observation, msg);
-        append_new(L, calls, rec);
+        lenv__append_new(L, observation, msg);
+        lenv__append_new(L, calls, rec);
         snprintf(id, sizeof id, "call_%ld_0", turn);
-        set_new(L, msg, "role", json_string("tool"));
-        set_new(L, msg, "tool_call_id", json_string(id));
+        lenv__set_new(L, msg, "role", json_string("tool"));
+        lenv__set_new(L, msg, "tool_call_id", json_string(id));
         char line[VF_TOOL_REASON_MAX + 40];
         snprintf(line, sizeof line, "could not read the tool call: %s", reason);
         tool_error(L, msg, rec, line);
@@ -355,11 +343,11 @@ int lenv__tools_run(lua_State *L, lenv__state *st, int state, const char *action
     for (size_t k = 0; k < n; k++) {
         json_t *rec = json_array_get(calls, first + k);
         json_t *msg = json_object();
-        append_new(L, observation, msg);
+        lenv__append_new(L, observation, msg);
         snprintf(id, sizeof id, "call_%ld_%zu", turn, k);
-        set_new(L, msg, "role", json_string("tool"));
-        set_new(L, msg, "tool_call_id", json_string(id));
-        set_new(L, msg, "name", json_string(json_string_value(json_object_get(rec, "name"))));
+        lenv__set_new(L, msg, "role", json_string("tool"));
+        lenv__set_new(L, msg, "tool_call_id", json_string(id));
+        lenv__set_new(L, msg, "name", json_string(json_string_value(json_object_get(rec, "name"))));
         uint64_t kk = (uint64_t)k;
         run_one(L, st, index, state, rec, msg, lenv__hash64(seed, &kk, sizeof kk));
     }
