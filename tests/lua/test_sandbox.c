@@ -1,6 +1,6 @@
 /*
  * Tests for the Lua sandbox and definition loading (lua/runtime.c,
- * lua/lenv.c, lua/module.c, lua/convert.c) with hostile or broken env code:
+ * lua/lenv_call.c, lua/module.c, lua/convert.c) with hostile or broken env code:
  * syntax and runtime errors, bad return values, runaway loops, memory bombs,
  * forbidden libraries, tampering with shared tables, deep recursion, bad
  * definitions and data, seeded randomness across pool states, multi-turn
