@@ -25,10 +25,10 @@ static void reply_static_internal(srv__response *resp)
 
 void srv__reply_json(srv__response *resp, int status, json_t *body)
 {
-    /* json_dumps allocates with Jansson's allocator, which is malloc unless
-     * someone calls json_set_alloc_funcs (nothing in envsrv does), so the
-     * buffer can go to libmicrohttpd as MHD_RESPMEM_MUST_FREE. */
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    /* The same text as json_dumps, written faster (json_dump.c); malloc'd,
+     * so it can go to libmicrohttpd as MHD_RESPMEM_MUST_FREE. */
+    size_t len = 0;
+    char *text = body ? srv__json_dump(body, &len) : NULL;
     json_decref(body);
     if (!text) {
         reply_static_internal(resp);
@@ -38,7 +38,7 @@ void srv__reply_json(srv__response *resp, int status, json_t *body)
         free(resp->body);
     resp->status = status;
     resp->body = text;
-    resp->body_len = strlen(text);
+    resp->body_len = len;
     resp->body_static = 0;
 }
 

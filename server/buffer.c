@@ -358,7 +358,7 @@ static int commit_locked(uint64_t *ticket, srv__buffer *b, json_t *rec, char *er
     }
     if (!b->journal)
         return 0;
-    char *text = json_dumps(rec, JSON_COMPACT);
+    char *text = srv__json_dump(rec, NULL);
     if (!text) {
         snprintf(err, errlen, "out of memory");
         return SRV__BUF_ENOMEM;
@@ -424,13 +424,13 @@ static void maybe_compact(srv__buffer *b)
                      (json_int_t)b->version, "started", b->started, "next_seq", (json_int_t)b->next_seq,
                      "dropped", "stale", (json_int_t)b->dropped_stale, "flat", (json_int_t)b->dropped_flat,
                      "reset", (json_int_t)b->dropped_reset, "envs", envs);
-    if (!snap || !(recs[0] = json_dumps(snap, JSON_COMPACT)))
+    if (!snap || !(recs[0] = srv__json_dump(snap, NULL)))
         goto done;
     lens[0] = strlen(recs[0]);
     n = 1;
     uint64_t live = 0;
     for (size_t i = 0; i < b->qlen; i++, n++) {
-        char *g = json_dumps(b->q[i].group, JSON_COMPACT);
+        char *g = srv__json_dump(b->q[i].group, NULL);
         if (!g)
             goto done;
         recs[n] = group_record(&lens[n], &b->q[i], g, strlen(g));
@@ -822,7 +822,7 @@ int srv__buffer_push(size_t *accepted, long long *buffer_size, srv__buffer *b, j
             continue;
         json_t *g = json_array_get(groups, i);
         if (normalize(g, es[i].version) != 0 ||
-            (b->journal && !raw && !(texts[i] = json_dumps(g, JSON_COMPACT))))
+            (b->journal && !raw && !(texts[i] = srv__json_dump(g, NULL))))
             rc = SRV__BUF_ENOMEM;
         if (rc) {
             snprintf(err, errlen, "out of memory");

@@ -428,6 +428,17 @@ typedef struct srv__completions {
 
 void srv__completions_free(srv__completions *c);
 
+/* ---- json_dump.c: replies' JSON text ------------------------------------------------ */
+
+/*
+ * The text json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) gives, byte for
+ * byte, written faster.
+ * Returns a new NUL-terminated string (free() it; *len, when not NULL, gets
+ * its length), or NULL when out of memory, for NULL, or for a value nested
+ * deeper than 4096 levels.
+ */
+char *srv__json_dump(const json_t *v, size_t *len);
+
 /* ---- openai_client.c: an external OpenAI-compatible server ---------------------- */
 typedef struct srv__remote srv__remote;
 
