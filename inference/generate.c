@@ -110,9 +110,11 @@ static int take_step(gen_worker *w, int j, int step, const float *logits, double
     const inf_gen_options *o = job->opts;
     const inf_config *c = &job->m->config;
     inf_sample *s = &job->samples[j];
-    int tok = inf_sample_token(logits, c->vocab_size, o, o->first_sample + (uint64_t)j,
-                               (uint64_t)step, work_p, work_idx);
-    double lse = inf__logsumexp(logits, c->vocab_size);
+    double lse;
+    int tok = inf__sample_token(logits, c->vocab_size, o, o->first_sample + (uint64_t)j,
+                                (uint64_t)step, work_p, work_idx, &lse);
+    if (isnan(lse))
+        lse = inf__logsumexp(logits, c->vocab_size);
     int prev = s->n_tokens ? s->tokens[s->n_tokens - 1] : job->last_prompt_token;
     s->tokens[s->n_tokens] = tok;
     s->logprobs[s->n_tokens] = (float)((double)logits[tok] - lse);

@@ -176,6 +176,12 @@ void inf__state_copy_kv(inf_state *dst, int dst_seq, const inf_state *src, int s
 /* log(sum(exp(logits))) over n, in double. */
 double inf__logsumexp(const float *logits, int n);
 
+/* inf_sample_token, also giving *lse = inf__logsumexp(logits, n) (the same
+ * bits) when the sampling already summed its terms (temperature 1, no
+ * top_k, top_p or min_p), NAN otherwise. lse may be NULL. */
+int inf__sample_token(const float *logits, int n, const inf_gen_options *opts, uint64_t sample,
+                      uint64_t step, double *work_p, int *work_idx, double *lse);
+
 /* ------------------------------------------------------------------------ */
 /* GGUF (gguf.c) */
 

@@ -95,6 +95,14 @@ static int by_prob_desc(const void *a, const void *b, void *payload)
 int inf_sample_token(const float *logits, int n, const inf_gen_options *opts, uint64_t sample,
                      uint64_t step, double *work_p, int *work_idx)
 {
+    return inf__sample_token(logits, n, opts, sample, step, work_p, work_idx, NULL);
+}
+
+int inf__sample_token(const float *logits, int n, const inf_gen_options *opts, uint64_t sample,
+                      uint64_t step, double *work_p, int *work_idx, double *lse)
+{
+    if (lse)
+        *lse = NAN;
     if (opts->temperature <= 0.0f || opts->top_k == 1)
         return argmax(logits, n);
 
@@ -104,9 +112,10 @@ int inf_sample_token(const float *logits, int n, const inf_gen_options *opts, ui
     double *p = work_p;
     int *idx = work_idx;
     double min_keep = opts->min_p > 0.0f ? (double)opts->min_p : 0.0;
-    int m = 0;
+    int m = 0, n_ordered = 0;     /* terms that are not NaN */
     for (int i = 0; i < n; i++) {
         p[i] = exp(((double)logits[i] - max) * inv_t);
+        n_ordered += p[i] >= 0.0;
         if (p[i] > 0.0 && p[i] >= min_keep)
             idx[m++] = i;
     }
@@ -173,6 +182,12 @@ int inf_sample_token(const float *logits, int n, const inf_gen_options *opts, ui
     double mass = 0.0;
     for (int i = 0; i < m; i++)
         mass += p[idx[i]];
+    /* At temperature 1 with nothing cut, the kept p are inf__logsumexp's
+     * terms (exp(l - max), ids in order; the zeros left out add nothing;
+     * with a NaN its sum would differ), so its result is this sum's log plus
+     * max, bit for bit: no second pass over the vocabulary. */
+    if (lse && inv_t == 1.0 && n_ordered == n && !sort_k && !sort_p && min_keep == 0.0)
+        *lse = max + log(mass);
     double r = inf_rng_uniform(opts->seed, sample, step) * mass;
     double cum = 0.0;
     for (int i = 0; i < m; i++) {

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "inference/inference.h"
+#include "inference/inference_int.h"
 
 #define N 200
 
@@ -129,6 +129,57 @@ static void test_inference_sample__greedy_ties(void **state)
 }
 
 /* Temperature 1 with no filters draws tokens at their softmax frequencies. */
+/* The log-sum-exp the sampler hands back at temperature 1 (so generation
+ * skips a second pass) has exactly inf__logsumexp's bits; with any cut or
+ * another temperature it gives none. */
+static void test_inference_sample__shared_logsumexp(void **state)
+{
+    (void)state;
+    enum { V = 5003 };
+    float *logits = malloc(V * sizeof *logits);
+    double *p = malloc(V * sizeof *p);
+    int *idx = malloc(V * sizeof *idx);
+    assert_non_null(logits);
+    assert_non_null(p);
+    assert_non_null(idx);
+    uint64_t x = 88172645463325252ull;
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < V; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* wide spread: some terms underflow to 0 */
+            logits[i] = (float)((double)(x % 2000001) / 1000.0 - 1000.0) * (round % 2 ? 1.0f : 0.01f);
+        }
+        inf_gen_options o = INF_GEN_OPTIONS_INIT;
+        o.seed = (uint64_t)round;
+        double lse;
+        int tok = inf__sample_token(logits, V, &o, 0, (uint64_t)round, p, idx, &lse);
+        double want = inf__logsumexp(logits, V);
+        assert_memory_equal(&lse, &want, sizeof lse);
+        assert_int_equal(tok, inf_sample_token(logits, V, &o, 0, (uint64_t)round, p, idx));
+        o.temperature = 0.7f;
+        inf__sample_token(logits, V, &o, 0, 0, p, idx, &lse);
+        assert_true(isnan(lse));
+        o.temperature = 1.0f;
+        o.top_p = 0.9f;
+        inf__sample_token(logits, V, &o, 0, 0, p, idx, &lse);
+        assert_true(isnan(lse));
+        o.top_p = 1.0f;
+        o.min_p = 0.01f;
+        inf__sample_token(logits, V, &o, 0, 0, p, idx, &lse);
+        assert_true(isnan(lse));
+    }
+    /* A NaN logit: the sampler's sum would leave it out, inf__logsumexp's
+     * would not, so no shared value. */
+    logits[17] = NAN;
+    inf_gen_options o = INF_GEN_OPTIONS_INIT;
+    double lse;
+    inf__sample_token(logits, V, &o, 0, 0, p, idx, &lse);
+    assert_true(isnan(lse));
+    free(logits);
+    free(p);
+    free(idx);
+}
+
 static void test_inference_sample__frequencies(void **state)
 {
     float logits[4] = {0.0f, 1.0f, 2.0f, -1.0f};
@@ -158,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_inference_sample__matches_naive),
         cmocka_unit_test(test_inference_sample__greedy_ties),
         cmocka_unit_test(test_inference_sample__frequencies),
+        cmocka_unit_test(test_inference_sample__shared_logsumexp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
