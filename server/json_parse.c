@@ -472,6 +472,20 @@ static json_t *jp_literal(jp *j)
 
 /* ---- structure ------------------------------------------------------------------ */
 
+/*
+ * Jansson drops one NUL byte that directly follows a number or a literal:
+ * its lexer reads one character past those tokens and puts it back, and its
+ * input stream marks an empty one-character buffer with a NUL, so a NUL put
+ * back looks like nothing and is lost. "[1\0]" and "true\0" are therefore
+ * valid to json_loadb (but not "[1 \0]", "[1\0\0]" or "\"s\"\0"), and so
+ * they are here.
+ */
+static void jp_skip_quirk_nul(jp *j)
+{
+    if (j->p < j->end && *j->p == '\0')
+        j->p++;
+}
+
 /* Adds v to the innermost open container under the pending key, or makes it
  * the root. Takes v's reference, also on failure. */
 static int jp_attach(jp *j, json_t **root, json_t *v, const unsigned char *at)
@@ -515,12 +529,14 @@ static int jp_value(jp *j, json_t **root, int *opened)
     *opened = 0;
     if (at >= j->end)
         return jp_unexpected(j, "expected a value");
+    /* Jansson counts every value, scalars included, towards its depth limit:
+     * 2048 nested arrays may hold only empty arrays. */
+    if (j->depth == JSON_PARSER_MAX_DEPTH)
+        return jp_fail(j, at, json_error_stack_overflow, "maximum nesting depth %d exceeded",
+                       JSON_PARSER_MAX_DEPTH);
     switch (*at) {
     case '{':
     case '[':
-        if (j->depth == JSON_PARSER_MAX_DEPTH)
-            return jp_fail(j, at, json_error_stack_overflow, "maximum nesting depth %d exceeded",
-                           JSON_PARSER_MAX_DEPTH);
         v = *at == '{' ? json_object() : json_array();
         if (!v)
             return jp_fail(j, at, json_error_out_of_memory, "out of memory");
@@ -540,10 +556,12 @@ static int jp_value(jp *j, json_t **root, int *opened)
     case '5': case '6': case '7': case '8': case '9':
         if (!(v = jp_number(j)))
             return -1;
+        jp_skip_quirk_nul(j);
         break;
     case 't': case 'f': case 'n':
         if (!(v = jp_literal(j)))
             return -1;
+        jp_skip_quirk_nul(j);
         break;
     default:
         return jp_unexpected(j, "expected a value");
