@@ -148,7 +148,7 @@ void srv__reply_lenv_error(srv__response *resp, srv_server *srv, size_t env_inde
 
 /*
  * Parses req->body as a JSON object. Returns a new reference, or NULL with
- * resp filled (400 bad_json with Jansson's line and column, 400 bad_request
+ * resp filled (400 bad_json with the parser's line and column, 400 bad_request
  * when it is not an object). An empty body gives {} when empty_ok is set.
  */
 json_t *srv__parse_object(srv__response *resp, const srv__request *req, int empty_ok);
