@@ -150,7 +150,8 @@ bench: deps
 	$(MAKE) all $(BENCH_BINS)
 	BUILD=$(BUILD) DATA=$(DATA) sh bench/run.sh
 
-# `make fuzz`: libFuzzer (clang) over the verifiers' parsers, FUZZ_SECONDS each.
+# `make fuzz`: libFuzzer (clang) over the verifiers' parsers and the request-body JSON
+# parser, FUZZ_SECONDS each.
 # Each tests/fuzz/fuzz_NAME.c runs over its seed corpus tests/fuzz/corpus_NAME/;
 # new inputs go to build-fuzz/corpus_NAME/ so the committed corpus stays small.
 FUZZ_SECONDS ?= 60
@@ -160,6 +161,12 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard verifiers/*.c verifiers/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
 	  $(shell pkg-config --cflags gmp) -o $@ $< $(wildcard verifiers/*.c) $(shell pkg-config --libs gmp) -lm
+
+# The JSON parser's target is differential against Jansson, so it links it.
+build-fuzz/fuzz_json_parse: tests/fuzz/fuzz_json_parse.c server/json_parse.c server/server_int.h
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
+	  -o $@ $< server/json_parse.c $(shell pkg-config --libs jansson) -lpthread
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \

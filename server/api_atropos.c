@@ -133,7 +133,7 @@ static json_t *parse_body_text(srv__response *resp, const srv__request *req, jso
         return v;
     }
     json_error_t jerr;
-    v = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    v = srv__json_parse(text, len, JSON_DECODE_ANY, &jerr);
     if (v && text_out) {
         *text_out = text;
         *text_len = len;

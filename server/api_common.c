@@ -157,8 +157,9 @@ json_t *srv__parse_object(srv__response *resp, const srv__request *req, int empt
     json_error_t jerr;
     /* JSON_DECODE_ANY: a scalar body is valid JSON, answered as bad_request
      * below rather than as bad_json. JSON_ALLOW_NUL: a completion may legitimately hold "\u0000"; lengths are
-     * passed along explicitly, and ids are checked for embedded NULs. */
-    json_t *v = json_loadb(req->body, req->body_len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
+     * passed along explicitly, and ids are checked for embedded NULs. srv__json_parse accepts what
+     * json_loadb does, at a fraction of its cost on long completions. */
+    json_t *v = srv__json_parse(req->body, req->body_len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (!v) {
         srv__reply_error(resp, 400, "bad_json", "invalid JSON: %s at line %d column %d", jerr.text,
                          jerr.line, jerr.column);

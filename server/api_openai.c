@@ -63,7 +63,7 @@ static json_t *openai_body(srv__response *resp, srv__request *req, const char *r
     }
     json_error_t je;
     memset(&je, 0, sizeof je);
-    json_t *body = req->body_len ? json_loadb(req->body, req->body_len, 0, &je) : NULL;
+    json_t *body = req->body_len ? srv__json_parse(req->body, req->body_len, 0, &je) : NULL;
     if (!body && req->body_len) {
         BAD(resp, NULL, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return NULL;

@@ -2,7 +2,7 @@
  * POST /v1/envs/{env}/score — the hot path of an RLVR trainer: one item, a
  * group of completions, one reward each.
  *
- * Kept lean on purpose: one json_loadb of the body, completions passed to
+ * Kept lean on purpose: one srv__json_parse of the body, completions passed to
  * lenv_score as pointers into the parsed JSON (no copies), one json_dumps of
  * the answer, metrics by atomics.
  */
