@@ -563,6 +563,8 @@ int srv_start(srv_server **out, const srv_options *opts, char *errbuf, size_t er
         goto done;
     }
     fd = -1; /* the daemon owns it now */
+    if (srv__producers_start(&srv->producers, srv, &opts->rollouts, opts->model, errbuf, errlen) != 0)
+        goto done;
     *out = srv;
     srv = NULL;
     rc = 0;
@@ -585,6 +587,10 @@ void srv_stop(srv_server *srv)
      * remove listen FD from epoll set", seen in a CI run). Instead, requests
      * that arrive while draining are answered 503 at once (on_request). */
     atomic_store(&srv->draining, 1);
+    /* Rollout workers first: each finishes the group it is generating, and
+     * nothing pushes into the buffer after this. */
+    srv__producers_stop(srv->producers);
+    srv->producers = NULL;
     /* Queued pool jobs are answered 503 and running ones finish (and resume
      * their connections) before the drain below, which they are part of; a
      * pool route arriving later is answered 503 at once. */

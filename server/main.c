@@ -81,6 +81,12 @@ static const char usage[] =
     "                            (default: the model's own)\n"
     "  --model-name NAME         the model's name in OpenAI answers (default: the path's last part)\n"
     "  --gen-threads N           CPU threads of one generation (default 1)\n"
+    "  --rollout-workers N       with --model: N threads feed the trajectory buffer themselves,\n"
+    "                            as Atropos environments would (they start once a trainer\n"
+    "                            has registered and asked for its first batch)\n"
+    "  --rollout-settings env=NAME,split=S,group_size=8,max_tokens=256,temperature=1.0,seed=0\n"
+    "                            what they roll out (defaults shown; env: the first served,\n"
+    "                            split: train, else the env's first)\n"
     "  --curriculum target=0.5,window=256\n"
     "                            adaptive difficulty of procedural (gen-*) envs; its state\n"
     "                            is kept in the journal folder across restarts\n"
@@ -102,6 +108,7 @@ typedef struct config {
     const char *model, *tokenizer, *chat_template, *model_name;  /* --model and friends */
     lenv_git_options git;    /* --cache-dir, --git-timeout, --lock */
     const char *lock_path;
+    int rollout_settings;    /* --rollout-settings was given */
     srv_options srv;
 } config;
 
@@ -206,6 +213,45 @@ static void parse_sandbox_limits(sbx_limits *max, const char *s)
         } else
             bad_args("--sandbox-limits: unknown limit '%s' (known: cpu_ms, wall_ms, memory_mb, "
                      "output_bytes)", tok);
+    }
+}
+
+/* --rollout-settings env=NAME,split=S,group_size=N,max_tokens=N,temperature=T,seed=S:
+ * any subset. The strings point into a buffer that lives as long as the
+ * program. */
+static void parse_rollout_settings(srv_rollout_options *o, const char *s)
+{
+    static char buf[512];
+    if (strlen(s) >= sizeof buf)
+        bad_args("--rollout-settings: '%.40s...' is too long", s);
+    strcpy(buf, s);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || !eq[1])
+            bad_args("--rollout-settings: '%s' is not NAME=VALUE", tok);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(tok, "env") == 0)
+            o->env = v;
+        else if (strcmp(tok, "split") == 0)
+            o->split = v;
+        else if (strcmp(tok, "group_size") == 0)
+            o->group_size = (int)parse_uint("--rollout-settings group_size", v, 1, SRV_GEN_MAX_SAMPLES);
+        else if (strcmp(tok, "max_tokens") == 0)
+            o->max_tokens = (int)parse_uint("--rollout-settings max_tokens", v, 1, 1 << 20);
+        else if (strcmp(tok, "seed") == 0)
+            o->seed = parse_uint("--rollout-settings seed", v, 0, UINT64_MAX);
+        else if (strcmp(tok, "temperature") == 0) {
+            char *end = NULL;
+            errno = 0;
+            double t = strtod(v, &end);
+            if (errno || end == v || *end || !(t >= 0 && t <= 100))
+                bad_args("--rollout-settings: temperature=%s is not a number from 0 to 100", v);
+            o->temperature = (float)t;
+        } else
+            bad_args("--rollout-settings: unknown setting '%s' (known: env, split, group_size, "
+                     "max_tokens, temperature, seed)", tok);
     }
 }
 
@@ -328,6 +374,7 @@ static void parse_args(config *cfg, int argc, char **argv)
                                              "--vocab-size", "--journal", "--journal-compact",
                                              "--curriculum", "--model", "--tokenizer",
                                              "--chat-template", "--model-name", "--gen-threads",
+                                             "--rollout-workers", "--rollout-settings",
                                              "--cache-dir", "--git-timeout", "--lock" };
         int ok = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -406,6 +453,13 @@ static void parse_args(config *cfg, int argc, char **argv)
             cfg->model_name = value;
         } else if (strcmp(name, "--gen-threads") == 0) {
             cfg->srv.gen_threads = (int)parse_uint(name, value, 1, INF_MAX_THREADS);
+        } else if (strcmp(name, "--rollout-workers") == 0) {
+            cfg->srv.rollouts.workers = (int)parse_uint(name, value, 1, 64);
+        } else if (strcmp(name, "--rollout-settings") == 0) {
+            if (cfg->rollout_settings)
+                bad_args("--rollout-settings given twice: put every setting in one list");
+            parse_rollout_settings(&cfg->srv.rollouts, value);
+            cfg->rollout_settings = 1;
         } else if (strcmp(name, "--cache-dir") == 0) {
             if (!value[0])
                 bad_args("--cache-dir needs a directory");
@@ -568,8 +622,12 @@ int main(int argc, char **argv)
         return cmd_list();
     }
     parse_args(&cfg, argc, argv);
-    if ((cfg.tokenizer || cfg.chat_template || cfg.model_name || cfg.srv.gen_threads) && !cfg.model)
-        bad_args("--tokenizer, --chat-template, --model-name and --gen-threads need --model");
+    if ((cfg.tokenizer || cfg.chat_template || cfg.model_name || cfg.srv.gen_threads ||
+         cfg.srv.rollouts.workers) && !cfg.model)
+        bad_args("--tokenizer, --chat-template, --model-name, --gen-threads and --rollout-workers "
+                 "need --model");
+    if (cfg.rollout_settings && !cfg.srv.rollouts.workers)
+        bad_args("--rollout-settings goes with --rollout-workers N");
     if (cfg.lock_path) {
         lenv_error err = { 0 };
         if (lenv_lock_load(&lock, cfg.lock_path, &err) != 0) {
@@ -707,6 +765,13 @@ int main(int argc, char **argv)
         printf("model %s (%s, sha256 %.16s, chat template %s) from %s\n", cfg.srv.model_name,
                inf_bundle_format_name(model), inf_bundle_sha256(model), inf_bundle_template_name(model),
                cfg.model);
+    if (cfg.srv.rollouts.workers) {
+        const srv_rollout_options *ro = &cfg.srv.rollouts;
+        printf("rollout workers: %d feeding the trajectory buffer (env %s, split %s, group_size %d, "
+               "max_tokens %d, temperature %g, seed %llu) once a trainer registers\n",
+               ro->workers, ro->env ? ro->env : lenv_name(envs[0]), ro->split ? ro->split : "train or the first",
+               ro->group_size, ro->max_tokens, (double)ro->temperature, (unsigned long long)ro->seed);
+    }
     printf("sandbox: %s (%s)\n",
            cfg.srv.sandbox.ready ? sbx_tier_name(sbx_current_tier()) : "unavailable",
            cfg.srv.sandbox.strict ? "strict" : "best-effort");

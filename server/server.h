@@ -69,6 +69,18 @@ typedef struct srv_sandbox_options {
     char init_error[256];      /* why not ready ("" when ready) */
 } srv_sandbox_options;
 
+/* Built-in rollout workers (--rollout-workers): with a model, the server
+ * feeds its own trajectory buffer as an Atropos environment would. */
+typedef struct srv_rollout_options {
+    int workers;             /* threads; 0 means none */
+    const char *env;         /* borrowed; NULL means the first env served */
+    const char *split;       /* borrowed; NULL means "train", else the env's first */
+    int group_size;          /* completions per group */
+    int max_tokens;          /* new tokens per completion */
+    float temperature;
+    uint64_t seed;           /* group k of the run samples with seed + k */
+} srv_rollout_options;
+
 typedef struct srv_options {
     const char *host;        /* address to bind, borrowed; NULL means "127.0.0.1" */
     unsigned port;           /* 0 binds an ephemeral port (see srv_port) */
@@ -89,6 +101,7 @@ typedef struct srv_options {
     const inf_bundle *model;
     const char *model_name;  /* borrowed; the "model" of OpenAI answers; NULL means "envsrv" */
     int gen_threads;         /* CPU threads of one generation; 0 means 1 */
+    srv_rollout_options rollouts; /* all zero means no rollout workers */
 } srv_options;
 
 /* Generation requests (POST /v1/envs/{env}/rollouts, /v1/completions,
@@ -98,7 +111,10 @@ typedef struct srv_options {
 #define SRV_GEN_MAX_SAMPLES  64     /* group_size, n */
 #define SRV_GEN_MAX_ITEMS    64     /* item_ids / n_items of one rollouts request */
 
-#define SRV_OPTIONS_INIT { NULL, SRV_DEFAULT_PORT, 0, NULL, 0, 0, 0, NULL, 0, { 0 }, { 0 }, NULL, NULL, 0 }
+#define SRV_ROLLOUT_OPTIONS_INIT { 0, NULL, NULL, 8, 256, 1.0f, 0 }
+#define SRV_OPTIONS_INIT                                                                       \
+    { NULL, SRV_DEFAULT_PORT, 0, NULL, 0, 0, 0, NULL, 0, { 0 }, { 0 }, NULL, NULL, 0,           \
+      SRV_ROLLOUT_OPTIONS_INIT }
 
 typedef struct srv_server srv_server;
 

@@ -30,6 +30,7 @@ typedef struct srv__metrics srv__metrics;
 typedef struct srv__pool srv__pool;
 typedef struct srv__buffer srv__buffer;
 typedef struct srv__sampler srv__sampler;
+typedef struct srv__producers srv__producers;
 
 /* The server object. Everything here is set at start and read-only while the
  * daemon runs, except what is atomic or behind the store's own lock. */
@@ -52,6 +53,7 @@ struct srv_server {
     srv__buffer *buffer;        /* owned: the trajectory buffer (buffer.c) */
     srv__sampler *sampler;      /* owned; NULL without --model */
     srv__pool *gen_pool;        /* owned: one worker running the SRV__ROUTE_GEN routes */
+    srv__producers *producers;  /* owned: rollout workers feeding the buffer, or NULL */
     char *model_name;           /* owned */
     long long started;          /* Unix time of srv_start, for /v1/models */
 };
@@ -439,6 +441,19 @@ typedef struct srv__completions {
 } srv__completions;
 
 void srv__completions_free(srv__completions *c);
+
+/* ---- producer.c: built-in rollout workers feeding the buffer ------------------------ */
+
+/* Starts o->workers threads (none when 0) that register with srv's buffer
+ * once a trainer has started, then generate, score and push groups of o->env
+ * until srv__producers_stop. Needs srv's sampler and buffer. *out is NULL
+ * when there are no workers. 0, or -1 with err. */
+int srv__producers_start(srv__producers **out, srv_server *srv, const srv_rollout_options *o,
+                         const inf_bundle *model, char *err, size_t errlen);
+
+/* Stops the workers (each finishes the group it is generating), joins them
+ * and frees p. NULL is fine. */
+void srv__producers_stop(srv__producers *p);
 
 /* ---- json_dump.c: replies' JSON text ------------------------------------------------ */
 
