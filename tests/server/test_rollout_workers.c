@@ -5,7 +5,8 @@
  * registered and asked for a batch; then the trainer's batches hold groups
  * byte-identical to what POST /v1/envs/gsm8k/rollouts gives for the same
  * item and seed; a small --max-queue holds the workers back (backpressure:
- * nothing dropped) and they go on when the trainer takes a batch; the server
+ * nothing dropped) and they go on when the trainer takes a batch; after
+ * /reset_data they register again with the next trainer; the server
  * exits cleanly while a worker waits on the full queue. Bad settings are
  * refused at start. Skipped without $ENVSRV_BIN or the shared data.
  *
@@ -207,6 +208,31 @@ static void test_rollout_workers__batches_are_real_groups(void **state)
     json_decref(seen_items);
 }
 
+/* /reset_data forgets the trainer and the envs: the workers register again
+ * once a new trainer has started, and its batches are real groups too. */
+static void test_rollout_workers__after_a_reset(void **state)
+{
+    (void)state;
+    need_server();
+    tsup_response reset;
+    tsup_request(&reset, g_srv.port, "GET", "/reset_data", NULL, NULL, 0);
+    assert_int_equal(reset.status, 200);    /* plain text, as Atropos answers */
+    tsup_response_free(&reset);
+    assert_int_equal(queued_sequences(), 0);
+    json_t *r;
+    r = call(200, "POST", "/register",
+             "{\"wandb_group\": \"g\", \"wandb_project\": \"p\", \"batch_size\": 4, \"max_token_len\": 512, "
+             "\"checkpoint_dir\": \"ck\", \"save_checkpoint_interval\": 0, \"starting_step\": 0, "
+             "\"num_steps\": 100}");
+    json_decref(r);
+    r = call(200, "GET", "/batch", NULL);
+    json_decref(r);
+    wait_for_queue(MAX_QUEUE);
+    json_t *batch = next_batch();
+    check_batch(batch);
+    json_decref(batch);
+}
+
 /* The workers are waiting on the full queue: SIGTERM still ends the server
  * at once with status 0 (under ASan, without a leak). */
 static void test_rollout_workers__server_exits_cleanly(void **state)
@@ -256,6 +282,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rollout_workers__wait_for_the_trainer),
         cmocka_unit_test(test_rollout_workers__batches_are_real_groups),
+        cmocka_unit_test(test_rollout_workers__after_a_reset),
         cmocka_unit_test(test_rollout_workers__server_exits_cleanly),
         cmocka_unit_test(test_rollout_workers__bad_settings),
     };
