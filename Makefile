@@ -160,7 +160,8 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard verifiers/*.c verifiers/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-	  $(shell pkg-config --cflags gmp) -o $@ $< $(wildcard verifiers/*.c) $(shell pkg-config --libs gmp) -lm
+	  $(shell pkg-config --cflags gmp jansson) -o $@ $< $(wildcard verifiers/*.c) \
+	  $(shell pkg-config --libs gmp jansson) -lm
 
 # The JSON parser's target is differential against Jansson, so it links it.
 build-fuzz/fuzz_json_parse: tests/fuzz/fuzz_json_parse.c server/json_parse.c server/server_int.h

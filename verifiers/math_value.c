@@ -11,8 +11,9 @@
  *     identity test is the same on every run and machine.
  * Both sides exact: compare exactly. One side exact and written with a decimal
  * point, the other not exact: unequal, since a terminating decimal is rational and
- * "3.6055" is only an approximation of \sqrt{13}. Otherwise: numeric with a tight
- * relative tolerance at NPOINTS points.
+ * "3.6055" is only an approximation of \sqrt{13} -- unless the decimal is short
+ * and the other side is that very number, as \sin(\pi/6) is 0.5 (decimal_is_value).
+ * Otherwise: numeric with a tight relative tolerance at NPOINTS points.
  */
 #include <complex.h>
 #include <ctype.h>
@@ -30,6 +31,14 @@
 #define REL_TOL 1e-12L
 #define ABS_TOL 1e-15L
 #define MAX_ELEMS 64
+/* A decimal answer of at most this many significant digits equals an inexact
+ * expression (functions, pi, logs) whose value agrees with it to DECIMAL_TOL:
+ * long double carries about 19 digits, so such an expression matches the
+ * decimal in at least four digits past its last one, which an approximation
+ * like 3.6055 for \sqrt{13} or 1.41421356237 for \sqrt2 never does, while
+ * \sin(\pi/6) = 0.5 and \tan(\pi/4) = 1.0 do. Longer decimals stay unequal. */
+#define DECIMAL_MAX_DIGITS 12
+#define DECIMAL_TOL 1e-16L
 
 typedef long double _Complex cld;
 
@@ -501,6 +510,46 @@ static int inf_sign(const vf__mtree *t, int i)
     return 0;
 }
 
+/* Whether the exact decimal q (from a literal like "0.5") is the value of the
+ * inexact element e, by the rule at DECIMAL_MAX_DIGITS. */
+static int decimal_is_value(const mpq_t q, const elem *e)
+{
+    /* q = m / 10^k with k minimal: a terminating decimal, or not one at all. */
+    mpz_t m, p;
+    mpz_inits(m, p, NULL);
+    int k = 0, ok = 0;
+    for (; k <= 40; k++) {
+        mpz_ui_pow_ui(p, 10, (unsigned long)k);
+        mpz_mul(m, mpq_numref(q), p);
+        if (mpz_divisible_p(m, mpq_denref(q))) {
+            mpz_divexact(m, m, mpq_denref(q));
+            ok = 1;
+            break;
+        }
+    }
+    int e10 = -k;
+    while (ok && mpz_sgn(m) != 0 && mpz_divisible_ui_p(m, 10)) {
+        mpz_divexact_ui(m, m, 10);
+        e10++;
+    }
+    char text[64];
+    ok = ok && mpz_sizeinbase(m, 10) <= DECIMAL_MAX_DIGITS + 1;
+    if (ok) {
+        char *digits = mpz_get_str(NULL, 10, m);
+        ok = digits && strlen(digits) - (digits[0] == '-') <= DECIMAL_MAX_DIGITS;
+        if (ok)
+            snprintf(text, sizeof text, "%se%d", digits, e10);
+        free(digits);
+    }
+    mpz_clears(m, p, NULL);
+    cld v;
+    if (!ok || elem_num(e, 0, &v) < 0)
+        return 0;
+    long double d = strtold(text, NULL);    /* correctly rounded */
+    long double err = cabsl(v - d);
+    return d == 0 ? err <= DECIMAL_TOL : err <= DECIMAL_TOL * fabsl(d);
+}
+
 static int scalar_equal(const elem *x, const elem *y)
 {
     if (x->sign == 0 && y->sign == 0) {
@@ -517,9 +566,9 @@ static int scalar_equal(const elem *x, const elem *y)
         if (ex && ey)
             verdict = mpq_equal(qx, qy) != 0;
         else if (ex && !ey && has_decimal(x->t, x->i))
-            verdict = 0;
+            verdict = decimal_is_value(qx, y);
         else if (ey && !ex && has_decimal(y->t, y->i))
-            verdict = 0;
+            verdict = decimal_is_value(qy, x);
         mpq_clears(qx, qy, NULL);
         if (verdict >= 0)
             return verdict;
