@@ -165,6 +165,11 @@ static int take_step(gen_worker *w, int j, int step, const float *logits, double
     return 0;
 }
 
+static bool canceled(const inf_gen_options *o)
+{
+    return o->cancel && atomic_load(o->cancel) != 0;
+}
+
 static void *worker_run(void *arg)
 {
     gen_worker *w = arg;
@@ -199,6 +204,10 @@ static void *worker_run(void *arg)
         inf__state_copy_kv(st, i, job->prefill, 0, job->n_prompt);
 
     for (int step = 1, pos = job->n_prompt; n_live > 0; step++, pos++) {
+        if (canceled(job->opts)) {
+            rc = inf__fail(&w->err, INF_ECANCELED, "generate: canceled");
+            goto done;
+        }
         for (int r = 0; r < n_live; r++) {
             const inf_sample *s = &job->samples[w->first + live[r]];
             tokens[r] = s->tokens[s->n_tokens - 1];
@@ -354,6 +363,10 @@ int inf_generate(inf_result *out, const inf_model *m, const inf_tokenizer *tok, 
             max_stop = stop_lens[k];
     }
 
+    if (canceled(o)) {
+        rc = inf__fail(err, INF_ECANCELED, "generate: canceled");
+        goto done;
+    }
     /* prefill: the prompt once, many positions a pass */
     int max_len = np + max_new - 1;
     int rows = np < INF__PREFILL_ROWS ? np : INF__PREFILL_ROWS;

@@ -25,6 +25,7 @@
 #ifndef ENVSRV_INFERENCE_H
 #define ENVSRV_INFERENCE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,7 @@
 #define INF_EIO       (-2)  /* a file could not be opened, mapped or read */
 #define INF_ELIMIT    (-3)  /* a size limit was exceeded (context length, sample count) */
 #define INF_ENOMEM    (-4)  /* out of memory */
+#define INF_ECANCELED (-5)  /* the caller's cancel flag was set (inf_gen_options.cancel) */
 
 /* A failure, as a caller can show it to a user. `message` is one line. */
 typedef struct inf_error {
@@ -413,6 +415,8 @@ typedef struct inf_gen_options {
     int n_threads;          /* worker threads, >= 1; results do not depend on it */
     int top_logprobs;       /* 0..INF_MAX_TOP_LOGPROBS: also record, at each step, the
                                most likely tokens and their logprobs (as `logprobs`) */
+    const atomic_int *cancel; /* borrowed, may be NULL: once non-zero, generation stops
+                               before its next forward pass and returns INF_ECANCELED */
 } inf_gen_options;
 
 #define INF_GEN_OPTIONS_INIT                                                               \

@@ -587,7 +587,7 @@ void srv_stop(srv_server *srv)
      * remove listen FD from epoll set", seen in a CI run). Instead, requests
      * that arrive while draining are answered 503 at once (on_request). */
     atomic_store(&srv->draining, 1);
-    /* Rollout workers first: each finishes the group it is generating, and
+    /* Rollout workers first: a group being generated is canceled, and
      * nothing pushes into the buffer after this. */
     srv__producers_stop(srv->producers);
     srv->producers = NULL;

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct srv__producers {
     pthread_mutex_t mu;             /* guards everything below */
     pthread_cond_t wake;            /* stop was set */
     int stop;
+    atomic_int cancel;              /* set with stop: a generation under way ends early */
     json_t *items;                  /* owned: this pass's shuffle of the split */
     size_t next_in_pass;
     uint64_t pass, drawn;           /* passes begun; groups drawn so far */
@@ -200,6 +202,8 @@ static void *worker_main(void *arg)
             continue;
         }
         int rc = one_group(p, env_id, err, sizeof err);
+        if (rc == -1 && stopping(p))
+            break;      /* the group was canceled by the stop */
         if (rc == 1) {
             fprintf(stderr, "envsrv: rollouts: the trainer reset the buffer; registering again\n");
             env_id = -1;
@@ -290,6 +294,8 @@ int srv__producers_start(srv__producers **out, srv_server *srv, const srv_rollou
     gen.max_tokens = o->max_tokens;
     gen.temperature = o->temperature;
     p->gen = gen;
+    atomic_init(&p->cancel, 0);
+    p->gen.cancel = &p->cancel;
     p->max_token_length = inf_model_config(inf_bundle_model(model))->seq_len;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
@@ -311,6 +317,9 @@ void srv__producers_stop(srv__producers *p)
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
+    /* A group being generated stops at its next step rather than run to
+     * max_tokens: shutting down should not wait for a whole group. */
+    atomic_store(&p->cancel, 1);
     for (int i = 0; i < p->n_started; i++)
         pthread_join(p->threads[i], NULL);
     json_decref(p->items);

@@ -451,8 +451,9 @@ void srv__completions_free(srv__completions *c);
 int srv__producers_start(srv__producers **out, srv_server *srv, const srv_rollout_options *o,
                          const inf_bundle *model, char *err, size_t errlen);
 
-/* Stops the workers (each finishes the group it is generating), joins them
- * and frees p. NULL is fine. */
+/* Stops the workers (a group being generated is canceled at its next
+ * step; nothing is pushed after this returns), joins them and frees p.
+ * NULL is fine. */
 void srv__producers_stop(srv__producers *p);
 
 /* ---- json_dump.c: replies' JSON text ------------------------------------------------ */

@@ -367,7 +367,8 @@ static void top_by_scan(int *ids, const float *logits, int n, int k)
 
 /* top_logprobs: at every step, the k most likely tokens of the temperature-1
  * distribution with the bits inf_logprobs gives, recomputed one token at a
- * time; asking for them changes no sampled token or logprob. */
+ * time; asking for them changes no sampled token or logprob. Then the other
+ * per-call options of the same request: a set cancel flag, a clear one. */
 static void test_inference_stories260k__top_logprobs(void **state)
 {
     NEED_DATA();
@@ -413,6 +414,21 @@ static void test_inference_stories260k__top_logprobs(void **state)
         }
         inf_state_free(st);
     }
+    /* A cancel flag already set ends the call before any forward pass; a
+     * clear one changes nothing. */
+    inf_result_free(&top);
+    atomic_int cancel;
+    atomic_init(&cancel, 1);
+    o.top_logprobs = 0;
+    o.cancel = &cancel;
+    inf_error cerr = {0};
+    assert_int_equal(inf_generate(&top, f.m, f.t, prompt, 5, &o, &cerr), INF_ECANCELED);
+    assert_null(top.samples);
+    atomic_store(&cancel, 0);
+    gen(&top, &f, &o);
+    for (int j = 0; j < 2; j++)
+        assert_memory_equal(top.samples[j].tokens, plain.samples[j].tokens, STEPS * sizeof(int));
+    o.cancel = NULL;
     /* More than 20 is refused. */
     inf_result_free(&top);
     o.top_logprobs = INF_MAX_TOP_LOGPROBS + 1;
