@@ -164,7 +164,8 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard verifiers/*.c verifiers/*.h)
 	  $(shell pkg-config --libs gmp jansson) -lm
 
 # The JSON parser's target is differential against Jansson, so it links it.
-build-fuzz/fuzz_json_parse: tests/fuzz/fuzz_json_parse.c server/json_parse.c server/server_int.h
+build-fuzz/fuzz_json_parse: tests/fuzz/fuzz_json_parse.c server/json_parse.c server/server_int.h \
+                             tests/support/json_same.h
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. $(PKG_CFLAGS) \
 	  -o $@ $< server/json_parse.c $(shell pkg-config --libs jansson) -lpthread

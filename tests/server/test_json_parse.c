@@ -20,51 +20,13 @@
 #include <string.h>
 
 #include "server/server_int.h"
+#include "tests/support/json_same.h"
 #include "tests/support/support.h"
 
 /* The flag combinations the server uses, and the other two. */
 static const size_t flag_sets[] = { JSON_ALLOW_NUL | JSON_DECODE_ANY, JSON_DECODE_ANY, 0, JSON_ALLOW_NUL };
 #define N_FLAG_SETS (sizeof flag_sets / sizeof flag_sets[0])
 
-/* 1 when a and b are the same value: same type at every level, equal
- * integers, bit-identical reals, equal string bytes, keys in the same order. */
-static int same_value(const json_t *a, const json_t *b)
-{
-    if (json_typeof(a) != json_typeof(b))
-        return 0;
-    switch (json_typeof(a)) {
-    case JSON_INTEGER:
-        return json_integer_value(a) == json_integer_value(b);
-    case JSON_REAL: {
-        double x = json_real_value(a), y = json_real_value(b);
-        return memcmp(&x, &y, sizeof x) == 0;
-    }
-    case JSON_STRING:
-        return json_string_length(a) == json_string_length(b) &&
-               memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
-    case JSON_ARRAY:
-        if (json_array_size(a) != json_array_size(b))
-            return 0;
-        for (size_t i = 0; i < json_array_size(a); i++)
-            if (!same_value(json_array_get(a, i), json_array_get(b, i)))
-                return 0;
-        return 1;
-    case JSON_OBJECT: {
-        if (json_object_size(a) != json_object_size(b))
-            return 0;
-        void *ia = json_object_iter((json_t *)a), *ib = json_object_iter((json_t *)b);
-        for (; ia && ib; ia = json_object_iter_next((json_t *)a, ia),
-                         ib = json_object_iter_next((json_t *)b, ib)) {
-            if (strcmp(json_object_iter_key(ia), json_object_iter_key(ib)) != 0 ||
-                !same_value(json_object_iter_value(ia), json_object_iter_value(ib)))
-                return 0;
-        }
-        return !ia && !ib;
-    }
-    default:
-        return 1; /* true, false, null: the type says it all */
-    }
-}
 
 /* Parses with both; returns 1 when they agree (also filling *accepted), else
  * 0 with a description in why. */
@@ -78,7 +40,7 @@ static int agree(const char *buf, size_t len, size_t flags, int *accepted, char 
         snprintf(why, why_size, "jansson %s (%s), ours %s (%s)", ref ? "accepts" : "rejects",
                  ref ? "-" : je.text, got ? "accepts" : "rejects", got ? "-" : me.text);
         ok = 0;
-    } else if (ref && (!json_equal(ref, got) || !same_value(ref, got))) {
+    } else if (ref && (!json_equal(ref, got) || !tsup_json_same(ref, got))) {
         snprintf(why, why_size, "values differ");
         ok = 0;
     } else if (!ref && (me.line < 1 || me.column < 1 || me.position < 0 || (size_t)me.position > len ||
