@@ -27,7 +27,6 @@
 static const size_t flag_sets[] = { JSON_ALLOW_NUL | JSON_DECODE_ANY, JSON_DECODE_ANY, 0, JSON_ALLOW_NUL };
 #define N_FLAG_SETS (sizeof flag_sets / sizeof flag_sets[0])
 
-
 /* Parses with both; returns 1 when they agree (also filling *accepted), else
  * 0 with a description in why. */
 static int agree(const char *buf, size_t len, size_t flags, int *accepted, char *why, size_t why_size)
