@@ -44,16 +44,13 @@ static void test_generate_http__server_exits_cleanly(void **state)
 {
     (void)state;
     need_server();
-    g_up = 0;
-    assert_int_equal(tsup_server_stop(&g_srv), 0);
+    tsup_server_stop_in_test(&g_srv, &g_up);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (g_up)
-        tsup_server_stop(&g_srv);
-    return 0;
+    return tsup_server_teardown(&g_srv, &g_up);
 }
 
 static void need_server(void)
