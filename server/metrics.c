@@ -45,6 +45,7 @@ struct srv__metrics {
     size_t n_routes;
     env_stats *envs;       /* owned */
     size_t n_envs;
+    atomic_uint_fast64_t rollouts[2]; /* built-in rollout workers' groups: failed, queued */
 };
 
 uint64_t srv__now_ns(void)
@@ -97,6 +98,11 @@ void srv__metrics_request(srv__metrics *m, int route, int status, uint64_t durat
     atomic_fetch_add_explicit(&rs->buckets[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rs->sum_ns, duration_ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&rs->count, 1, memory_order_relaxed);
+}
+
+void srv__metrics_rollout(srv__metrics *m, int queued)
+{
+    atomic_fetch_add_explicit(&m->rollouts[queued ? 1 : 0], 1, memory_order_relaxed);
 }
 
 void srv__metrics_scored(srv__metrics *m, size_t env_index, size_t n, double reward_sum)
@@ -261,6 +267,13 @@ char *srv__metrics_render(size_t *len, srv__metrics *m, size_t episodes_open, lo
         }
     }
 
+    sb_printf(&sb, "# HELP envsrv_rollout_groups_total Groups the built-in rollout workers made: "
+                   "queued in the trajectory buffer, or failed (not made, or refused; each is on stderr).\n"
+                   "# TYPE envsrv_rollout_groups_total counter\n"
+                   "envsrv_rollout_groups_total{result=\"queued\"} %llu\n"
+                   "envsrv_rollout_groups_total{result=\"failed\"} %llu\n",
+              (unsigned long long)atomic_load_explicit(&m->rollouts[1], memory_order_relaxed),
+              (unsigned long long)atomic_load_explicit(&m->rollouts[0], memory_order_relaxed));
     sb_printf(&sb, "# HELP envsrv_episodes_open Episodes currently open.\n"
                    "# TYPE envsrv_episodes_open gauge\n"
                    "envsrv_episodes_open %zu\n", episodes_open);

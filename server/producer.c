@@ -204,8 +204,11 @@ static void *worker_main(void *arg)
         int rc = one_group(p, env_id, err, sizeof err);
         if (rc == -1 && stopping(p))
             break;      /* the group was canceled by the stop */
+        if (rc == 0 || rc == -1 || rc == 1)
+            srv__metrics_rollout(p->srv->metrics, rc == 0);
         if (rc == 1) {
-            fprintf(stderr, "envsrv: rollouts: the trainer reset the buffer; registering again\n");
+            fprintf(stderr, "envsrv: rollouts: the trainer reset the buffer, so a group was not "
+                            "queued; registering again\n");
             env_id = -1;
         } else if (rc == -1) {
             /* Never silent: the group was not queued, and the reason is here. */

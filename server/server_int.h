@@ -405,6 +405,9 @@ void srv__metrics_scored(srv__metrics *m, size_t env_index, size_t n, double rew
 /* A Lua failure in env `env_index`. */
 void srv__metrics_lua_error(srv__metrics *m, size_t env_index);
 
+/* A group of the built-in rollout workers: queued in the buffer, or not. */
+void srv__metrics_rollout(srv__metrics *m, int queued);
+
 /* The Prometheus text exposition. Returns a malloc'd NUL-terminated string
  * the caller frees (length in *len), or NULL when out of memory. */
 char *srv__metrics_render(size_t *len, srv__metrics *m, size_t episodes_open, long in_flight);

@@ -206,6 +206,13 @@ static void test_rollout_workers__batches_are_real_groups(void **state)
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(json_integer_value(json_array_get(seen_items, i)), 7 + (json_int_t)i);
     json_decref(seen_items);
+    /* /metrics counts them: the 2 batches taken and the 4 groups queued since. */
+    tsup_response m;
+    tsup_request(&m, g_srv.port, "GET", "/metrics", NULL, NULL, 0);
+    assert_int_equal(m.status, 200);
+    assert_non_null(strstr(m.body, "envsrv_rollout_groups_total{result=\"queued\"} 8\n"));
+    assert_non_null(strstr(m.body, "envsrv_rollout_groups_total{result=\"failed\"} 0\n"));
+    tsup_response_free(&m);
 }
 
 /* /reset_data forgets the trainer and the envs: the workers register again
