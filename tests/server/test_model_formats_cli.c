@@ -81,17 +81,6 @@ static char *run_ok(int status, const char *const *args)
     return out;
 }
 
-/* Runs envsrv expecting failure `status` with `needle` in stderr. */
-static void run_fails(int status, const char *needle, const char *const *args)
-{
-    char *out = NULL, *err = NULL;
-    int rc = tsup_run(&out, &err, args);
-    if (rc != status || !strstr(err, needle))
-        fail_msg("exit %d (want %d), stderr lacks \"%s\": %s", rc, status, needle, err);
-    free(out);
-    free(err);
-}
-
 static void test_model_formats_cli_generate__hf_matches_llama2c(void **state)
 {
     (void)state;
@@ -132,7 +121,7 @@ static void test_model_formats_cli_generate__gguf(void **state)
     free(a);
     free(b);
     const char *const notok[] = { "generate", "--model", g_gguf, "--prompt", "x", NULL };
-    run_fails(1, "pass --tokenizer FILE", notok);
+    tsup_run_fails(1, "pass --tokenizer FILE", notok);
 }
 
 static void test_model_formats_cli_eval__hf_same_results(void **state)
@@ -232,19 +221,19 @@ static void test_model_formats_cli_chat_template__file_and_errors(void **state)
     unlink(chatml);
 
     const char *const bad_tpl[] = { "eval", "--env", env, "--model", g_hf, "--chat-template", unknown, NULL };
-    run_fails(1, "pass --chat-template FILE", bad_tpl);
+    tsup_run_fails(1, "pass --chat-template FILE", bad_tpl);
     unlink(unknown);
     const char *const gone_tpl[] = { "rollout", "--env", env, "--model", g_hf, "--chat-template", "/nonexistent.j2",
                                      "--groups", "1", "--group-size", "1", "-o", "/dev/null", NULL };
-    run_fails(1, "chat template '/nonexistent.j2': cannot open", gone_tpl);
+    tsup_run_fails(1, "chat template '/nonexistent.j2': cannot open", gone_tpl);
     const char *const missing[] = { "eval", "--env", env, "--model", "/nonexistent/model", NULL };
-    run_fails(1, "model '/nonexistent/model': cannot open", missing);
+    tsup_run_fails(1, "model '/nonexistent/model': cannot open", missing);
     const char *const no_config[] = { "generate", "--model", g_dir, "--prompt", "x", NULL };
-    run_fails(1, "without config.json", no_config);
+    tsup_run_fails(1, "without config.json", no_config);
     const char *const garbage[] = { "generate", "--model", env, "--tokenizer", g_tok, "--prompt", "x", NULL };
-    run_fails(1, "envsrv generate: ", garbage);
+    tsup_run_fails(1, "envsrv generate: ", garbage);
     const char *const no_tok[] = { "generate", "--model", g_model, "--prompt", "x", NULL };
-    run_fails(1, "pass --tokenizer", no_tok);
+    tsup_run_fails(1, "pass --tokenizer", no_tok);
 }
 
 /* A Lua template's text is what the model is prompted with (encoded with
@@ -303,9 +292,9 @@ static void test_model_formats_cli_chat_template__lua(void **state)
 
     const char *const failing[] = { "eval", "--env", env, "--model", g_hf, "--limit", "1", "--chat-template", bad,
                                     NULL };
-    run_fails(1, "bad.lua:2: no template here", failing);
+    tsup_run_fails(1, "bad.lua:2: no template here", failing);
     const char *const notfn[] = { "eval", "--env", env, "--model", g_hf, "--chat-template", nofn, NULL };
-    run_fails(1, "must return function(messages) -> string", notfn);
+    tsup_run_fails(1, "must return function(messages) -> string", notfn);
     unlink(out);
     unlink(lua);
     unlink(bad);

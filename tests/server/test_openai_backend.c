@@ -278,12 +278,7 @@ static void expect_failure(const char *base, const char *timeout, const char *ne
 {
     const char *const args[] = { "eval", "--env", g_env, "--backend", "openai", "--base-url", base, "--limit", "1",
                                  "--max-tokens", "4", "--timeout", timeout, "--retries", "0", NULL };
-    char *out = NULL, *err = NULL;
-    int rc = tsup_run(&out, &err, args);
-    if (rc != 1 || !strstr(err, needle))
-        fail_msg("%s: exit %d, stderr lacks \"%s\": %s", base, rc, needle, err);
-    free(out);
-    free(err);
+    tsup_run_fails(1, needle, args);
 }
 
 /* The fake server on a free loopback port, a thread per connection. */

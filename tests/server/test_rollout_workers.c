@@ -249,16 +249,6 @@ static void test_rollout_workers__server_exits_cleanly(void **state)
     tsup_server_stop_in_test(&g_srv, &g_up);
 }
 
-static void expect_refused(int status, const char *needle, const char *const *args)
-{
-    char *out = NULL, *err = NULL;
-    int rc = tsup_run(&out, &err, args);
-    if (rc != status || !strstr(err, needle))
-        fail_msg("exit %d (want %d), stderr lacks \"%s\": %s", rc, status, needle, err);
-    free(out);
-    free(err);
-}
-
 static void test_rollout_workers__bad_settings(void **state)
 {
     (void)state;
@@ -267,21 +257,21 @@ static void test_rollout_workers__bad_settings(void **state)
         skip();
     }
     const char *const no_model[] = { "--env", "gsm8k", "--rollout-workers", "1", NULL };
-    expect_refused(2, "need --model", no_model);
+    tsup_run_fails(2, "need --model", no_model);
     const char *const no_workers[] = { "--env", "gsm8k", "--model", g_model, "--tokenizer", g_tok,
                                        "--rollout-settings", "group_size=2", NULL };
-    expect_refused(2, "goes with --rollout-workers", no_workers);
+    tsup_run_fails(2, "goes with --rollout-workers", no_workers);
     const char *const bad_key[] = { "--env", "gsm8k", "--model", g_model, "--tokenizer", g_tok,
                                     "--rollout-workers", "1", "--rollout-settings", "colour=red", NULL };
-    expect_refused(2, "unknown setting 'colour'", bad_key);
+    tsup_run_fails(2, "unknown setting 'colour'", bad_key);
     const char *const bad_env[] = { "--env", "gsm8k", "--no-journal", "--port", "0", "--model", g_model,
                                     "--tokenizer", g_tok, "--rollout-workers", "1", "--rollout-settings",
                                     "env=wordle", NULL };
-    expect_refused(1, "'wordle' is not an env this server hosts", bad_env);
+    tsup_run_fails(1, "'wordle' is not an env this server hosts", bad_env);
     const char *const bad_split[] = { "--env", "gsm8k", "--no-journal", "--port", "0", "--model", g_model,
                                       "--tokenizer", g_tok, "--rollout-workers", "1", "--rollout-settings",
                                       "split=nope", NULL };
-    expect_refused(1, "no split 'nope' with items", bad_split);
+    tsup_run_fails(1, "no split 'nope' with items", bad_split);
 }
 
 int main(void)

@@ -250,6 +250,16 @@ int tsup_run(char **out, char **err, const char *const *args)
     return wait_exit(pid);
 }
 
+void tsup_run_fails(int status, const char *needle, const char *const *args)
+{
+    char *out = NULL, *err = NULL;
+    int rc = tsup_run(&out, &err, args);
+    if (rc != status || !strstr(err, needle))
+        fail_msg("exit %d (want %d), stderr lacks \"%s\": %s", rc, status, needle, err);
+    free(out);
+    free(err);
+}
+
 /* ---- HTTP client ------------------------------------------------------------------ */
 
 void tsup_response_free(tsup_response *r)

@@ -73,6 +73,10 @@ int tsup_server_teardown(tsup_server *s, int *up);
  * status; *out and *err get its stdout and stderr (malloc'd, caller frees). */
 int tsup_run(char **out, char **err, const char *const *args);
 
+/* tsup_run, failing the test unless the exit status is `status` and stderr
+ * contains `needle` (the run's stderr is in the failure message). */
+void tsup_run_fails(int status, const char *needle, const char *const *args);
+
 /* One HTTP answer. */
 typedef struct tsup_response {
     int status;
