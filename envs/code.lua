@@ -416,16 +416,9 @@ local COMPILE = "import marshal, sys\n" ..
   "sys.stdout.buffer.write(marshal.dumps(compile(open('harness.py').read(), 'harness.py', 'exec')))\n"
 local compiled_harness
 
--- Text of at most n bytes that is valid UTF-8 (invalid bytes become '?'):
--- program output goes into details, which must convert to JSON.
-local function clean(s, n)
-  if #s > n then s = s:sub(-n) end
-  while true do
-    local ok, bad = utf8.len(s)
-    if ok then return s end
-    s = s:sub(1, bad - 1) .. "?" .. s:sub(bad + 1)
-  end
-end
+-- Program output goes into details, which must convert to JSON: its last n
+-- bytes, invalid UTF-8 bytes made '?'.
+local clean = envsrv.text.clean
 
 local function harness()
   if not compiled_harness then

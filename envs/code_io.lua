@@ -44,15 +44,9 @@ local function setting(item, name)
   return v
 end
 
--- Text of at most n bytes that is valid UTF-8 (invalid bytes become '?').
-local function clean(s, n)
-  if #s > n then s = s:sub(1, n) end
-  while true do
-    local ok, bad = utf8.len(s)
-    if ok then return s end
-    s = s:sub(1, bad - 1) .. "?" .. s:sub(bad + 1)
-  end
-end
+-- Program output goes into details, which must convert to JSON: its last n
+-- bytes, invalid UTF-8 bytes made '?'.
+local clean = envsrv.text.clean
 
 local function failed_run(res)
   if res.status == "INTERNAL_ERROR" or res.status == "EXEC_ERROR" then

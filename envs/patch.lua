@@ -43,17 +43,9 @@ local function reward_mode(item)
   return item.reward_mode or defaults.reward_mode
 end
 
--- Text of at most n bytes (the end) that is valid UTF-8, invalid bytes made
--- '?': program output and libgit2's messages go into details, which must
--- convert to JSON.
-local function clean(s, n)
-  if #s > n then s = s:sub(-n) end
-  while true do
-    local ok, bad = utf8.len(s)
-    if ok then return s end
-    s = s:sub(1, bad - 1) .. "?" .. s:sub(bad + 1)
-  end
-end
+-- Program output goes into details, which must convert to JSON: its last n
+-- bytes, invalid UTF-8 bytes made '?'.
+local clean = envsrv.text.clean
 
 -- libgit2 reads git's diff format: a plain `diff -u` (no "diff --git" lines)
 -- gets them added, one per "--- "/"+++ " pair, so either form works.

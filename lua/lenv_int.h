@@ -180,6 +180,11 @@ json_t *lenv__to_json(lua_State *L, int idx, unsigned flags, char *err, size_t e
 /* 1 when s[0..n) is valid UTF-8 (no overlongs, no surrogates). */
 int lenv__utf8_valid(const char *s, size_t n);
 
+/* The length (2 to 4) of the well-formed UTF-8 sequence at s, whose first
+ * byte is >= 0x80 (n >= 1 bytes left), or 0: no overlong forms, surrogates
+ * or code points above U+10FFFF. */
+size_t lenv__utf8_seq(const unsigned char *s, size_t n);
+
 /* ---- dataset.c -------------------------------------------------------------- */
 
 /* The embedded file named `name` (relative to envs/), or NULL. Borrowed. */

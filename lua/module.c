@@ -328,6 +328,47 @@ static const luaL_Reg json_funcs[] = {
     {NULL, NULL},
 };
 
+/* ---- envsrv.text ---------------------------------------------------------------- */
+
+/* envsrv.text.clean(s [, n]) -> string [-1|2, +1, e]
+ * The last n bytes of s (all of it without n) as valid UTF-8: every byte
+ * that does not start a well-formed sequence becomes '?'. For program output
+ * and other foreign text that goes into details, which must convert to JSON. */
+static int l_text_clean(lua_State *L)
+{
+    size_t len;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    lua_Integer n = luaL_optinteger(L, 2, (lua_Integer)len);
+    luaL_argcheck(L, n >= 0, 2, "must not be negative");
+    if ((lua_Integer)len > n) {
+        s += len - (size_t)n;
+        len = (size_t)n;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len;) {
+        size_t run = i;
+        while (run < len && s[run] < 0x80)
+            run++;
+        luaL_addlstring(&b, (const char *)s + i, run - i);
+        if (run == len)
+            break;
+        size_t seq = lenv__utf8_seq(s + run, len - run);
+        if (seq)
+            luaL_addlstring(&b, (const char *)s + run, seq);
+        else
+            luaL_addchar(&b, '?');
+        i = run + (seq ? seq : 1);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static const luaL_Reg text_funcs[] = {
+    {"clean", l_text_clean},
+    {NULL, NULL},
+};
+
 /* ---- the module --------------------------------------------------------------- */
 
 static const struct {
@@ -336,6 +377,7 @@ static const struct {
 } module_parts[] = {
     {"verify", verify_funcs},
     {"json", json_funcs},
+    {"text", text_funcs},
     {"sandbox", lenv__sandbox_funcs}, {"code", lenv__code_funcs},
     {"git", lenv__git_funcs},
     {NULL, NULL},

@@ -147,6 +147,43 @@ static void test_code_env_extract__blocks(void **state)
     lenv_free(env);
 }
 
+/* ---- envsrv.text.clean ------------------------------------------------------- */
+
+static void test_code_env_text__clean(void **state)
+{
+    (void)state;
+    /* The completion is "N|text": text's last N bytes cleaned (N empty: all). */
+    lenv_env *env = body_env("    local n, t = c:match('^(%d*)|(.*)$')\n"
+                             "    return 0, { out = envsrv.text.clean(t, tonumber(n)) }");
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        { "|plain ascii", "plain ascii" },
+        { "3|hello", "llo" },
+        { "0|hello", "" },
+        { "|caf\xc3\xa9 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xf0\x9f\x98\x80" },
+        { "1|caf\xc3\xa9", "?" },                 /* the end cuts a character in two */
+        { "|a\xff" "b", "a?b" },
+        { "|\xc0\xaf", "??" },                    /* overlong '/' */
+        { "|\xed\xa0\x80", "???" },              /* a UTF-16 surrogate */
+        { "|\xf4\x90\x80\x80", "????" },        /* above U+10FFFF */
+        { "|\xe2\x82", "??" },                    /* truncated at the end */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *item = json_pack("{s:s}", "id", "x");
+        double r;
+        json_t *d;
+        lenv_error err;
+        assert_int_equal(score1(env, item, cases[i].in, &r, &d, &err), LENV_OK);
+        const char *out = json_string_value(json_object_get(d, "out"));
+        if (!out || strcmp(out, cases[i].out) != 0)
+            fail_msg("case %zu: got '%s', want '%s'", i, out ? out : "(none)", cases[i].out);
+        json_decref(d);
+        json_decref(item);
+    }
+    lenv_free(env);
+}
+
 /* ---- envsrv.sandbox.run ------------------------------------------------------- */
 
 static void test_code_env_sandbox__run(void **state)
@@ -707,6 +744,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_code_env_extract__blocks),
+        cmocka_unit_test(test_code_env_text__clean),
         cmocka_unit_test(test_code_env_sandbox__run),
         cmocka_unit_test(test_code_env_samples__pass_and_fail),
         cmocka_unit_test(test_code_env_mbpp__fraction),
