@@ -583,15 +583,22 @@ static void run_real(real_run *rr)
     pthread_mutex_destroy(&rr->mu);
 }
 
-static void test_code_env_real__humaneval(void **state)
+/* path <- the shared data file `rel`; skips the test, saying so, when it is
+ * not there. */
+static void need_data_file(char *path, size_t cap, const char *rel)
 {
-    (void)state;
-    char path[512];
-    snprintf(path, sizeof path, "%s/humaneval/HumanEval.jsonl", data_dir());
+    snprintf(path, cap, "%s/%s", data_dir(), rel);
     if (access(path, R_OK) != 0) {
         print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", path);
         skip();
     }
+}
+
+static void test_code_env_real__humaneval(void **state)
+{
+    (void)state;
+    char path[512];
+    need_data_file(path, sizeof path, "humaneval/HumanEval.jsonl");
     lenv_data_source src = { "test", path };
     lenv_env *env = open_env("code", &src, 1, 2);
     const json_t *items[200];
@@ -624,11 +631,7 @@ static void test_code_env_real__mbpp(void **state)
 {
     (void)state;
     char path[512];
-    snprintf(path, sizeof path, "%s/mbpp/mbpp.jsonl", data_dir());
-    if (access(path, R_OK) != 0) {
-        print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", path);
-        skip();
-    }
+    need_data_file(path, sizeof path, "mbpp/mbpp.jsonl");
     lenv_data_source src = { "all", path };
     lenv_env *env = open_env("code", &src, 1, 2);
     const json_t **items = calloc(1000, sizeof *items);
@@ -664,11 +667,7 @@ static void test_code_env_real__mbpp_challenge(void **state)
 {
     (void)state;
     char path[512];
-    snprintf(path, sizeof path, "%s/mbpp/mbpp.jsonl", data_dir());
-    if (access(path, R_OK) != 0) {
-        print_message("skipped: %s not found (set ENVSRV_DATA to the shared data folder)\n", path);
-        skip();
-    }
+    need_data_file(path, sizeof path, "mbpp/mbpp.jsonl");
     lenv_data_source src = { "all", path };
     lenv_env *env = open_env("code", &src, 1, 1);
     size_t with = 0, without_checked = 0;
