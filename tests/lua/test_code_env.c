@@ -110,6 +110,19 @@ static double score_ok(lenv_env *env, const json_t *item, const char *completion
     return r;
 }
 
+/* The details of scoring one completion on a bare item (the score must
+ * succeed). A new reference. */
+static json_t *details_of(lenv_env *env, const char *completion)
+{
+    json_t *item = json_pack("{s:s}", "id", "x");
+    double r;
+    json_t *d;
+    lenv_error err;
+    assert_int_equal(score1(env, item, completion, &r, &d, &err), LENV_OK);
+    json_decref(item);
+    return d;
+}
+
 /* ---- envsrv.code.extract ------------------------------------------------------- */
 
 static void test_code_env_extract__blocks(void **state)
@@ -131,18 +144,13 @@ static void test_code_env_extract__blocks(void **state)
         { "", "", NULL },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        json_t *item = json_pack("{s:s}", "id", "x");
-        double r;
-        json_t *d;
-        lenv_error err;
-        assert_int_equal(score1(env, item, cases[i].in, &r, &d, &err), LENV_OK);
+        json_t *d = details_of(env, cases[i].in);
         const char *code = json_string_value(json_object_get(d, "code"));
         const char *lang = json_string_value(json_object_get(d, "lang"));
         if (strcmp(code, cases[i].code) != 0 ||
             (cases[i].lang ? !lang || strcmp(lang, cases[i].lang) : lang != NULL))
             fail_msg("case %zu: got code '%s' lang '%s'", i, code, lang ? lang : "nil");
         json_decref(d);
-        json_decref(item);
     }
     lenv_free(env);
 }
@@ -170,16 +178,11 @@ static void test_code_env_text__clean(void **state)
         { "|\xe2\x82", "??" },                    /* truncated at the end */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        json_t *item = json_pack("{s:s}", "id", "x");
-        double r;
-        json_t *d;
-        lenv_error err;
-        assert_int_equal(score1(env, item, cases[i].in, &r, &d, &err), LENV_OK);
+        json_t *d = details_of(env, cases[i].in);
         const char *out = json_string_value(json_object_get(d, "out"));
         if (!out || strcmp(out, cases[i].out) != 0)
             fail_msg("case %zu: got '%s', want '%s'", i, out ? out : "(none)", cases[i].out);
         json_decref(d);
-        json_decref(item);
     }
     lenv_free(env);
 }
